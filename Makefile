@@ -1,0 +1,29 @@
+# Two entry points on a fresh machine:  `make demo` (install + whole pipeline on the embedded
+# demo catalog) and `make test` (install + test suite). Both use the system python3 (3.11).
+VENV   ?= .venv
+PYTHON ?= python3
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+
+.PHONY: install demo test lint ui-mlflow ui-prefect serve-deployment clean
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
+
+test: install
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check cliper tasks flows tests benchmarks
+
+clean:
+	rm -rf data models reports .cache mlflow.db mlartifacts

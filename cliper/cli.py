@@ -1,0 +1,144 @@
+"""The ``cliper`` command line: one sub-command per stage, plus demo data and promotion.
+
+This is the only module that configures logging. Library errors are caught here and printed
+as one clear line (what is wrong, how to fix it) with a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from cliper.config import PARAMS_FILE, ConfigError, load_params
+from cliper.errors import CliperError
+from cliper.stages import STAGES, run_stage
+
+app = typer.Typer(
+    help="CLIPER pipeline: CLIP multi-view item features + multimodal recommenders.\n\n"
+    "Typical use: `dvc repro` runs every stage; `cliper run <stage>` runs one by hand.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+STAGE_HELP = {
+    "demo_data": "write the embedded synthetic catalog (Amazon-2014 format, real JPEGs)",
+    "ingest": "raw catalog -> interactions, items, id maps, k-core, per-user split, stats",
+    "validate": "Great Expectations checks on interactions, items and images (fails on violations)",
+    "preprocess": "build the text views per item and the image manifest (missing images listed)",
+    "adapt": "contrastive (InfoNCE) adaptation of the CLIP model to the catalog",
+    "extract": "encode every view and image with the CLIP model (batched, resumable)",
+    "train": "train the recommender backbone with CLIPER features (early stopping on valid)",
+    "evaluate": "full-ranking test metrics, slices and plots; log to MLflow and register",
+}
+
+ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="params file to read")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-S", help="override a param, e.g. -S train.backbone=lightgcn (repeatable)"),
+]
+
+
+def _setup_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(show_path=False, rich_tracebacks=False)],
+        force=True,
+    )
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``["a.b=1", "c=x"]`` -> ``{"a.b": 1, "c": "x"}`` (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+@app.command("run")
+def run_cmd(
+    stage: Annotated[str, typer.Argument(help="stage name: " + ", ".join(STAGES))],
+    params: ParamsOpt = Path(PARAMS_FILE),
+    set_: SetOpt = None,
+    root: Annotated[Path, typer.Option(help="project root (outputs are relative to it)")] = Path("."),
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run one pipeline stage (what `dvc repro` calls). Stages, in order:
+
+    demo_data, ingest, validate, preprocess, adapt, extract, train, evaluate.
+    """
+    _setup_logging(verbose)
+    if stage not in STAGES:
+        _fail(f"unknown stage '{stage}'; choose one of {list(STAGES)}")
+    try:
+        cfg = load_params(root / params if not params.is_absolute() else params, parse_overrides(set_))
+        result = run_stage(stage, cfg, root)
+    except (ConfigError, CliperError) as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps({"stage": result.stage, "metrics": result.metrics}, indent=2, default=str))
+    for warning in result.warnings:
+        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
+
+
+@app.command("stages")
+def stages_cmd() -> None:
+    """List the pipeline stages in DAG order with what each does."""
+    for name in STAGES:
+        typer.echo(f"{name:<11} {STAGE_HELP[name]}")
+
+
+@app.command("demo-data")
+def demo_data_cmd(
+    out: Annotated[Path | None, typer.Option(help="output folder (default: demo.out_dir)")] = None,
+    scale: Annotated[float | None, typer.Option(help="multiply items and users (benchmarks)")] = None,
+    seed: Annotated[int | None, typer.Option(help="random seed (default: demo.seed)")] = None,
+    params: ParamsOpt = Path(PARAMS_FILE),
+) -> None:
+    """Write the deterministic synthetic catalog (meta, reviews, ratings, JPEG images)."""
+    _setup_logging(False)
+    from dataclasses import replace
+
+    from cliper.data.demo import write_demo_catalog
+
+    try:
+        cfg = load_params(params).demo if params.exists() else None
+        if cfg is None:
+            from cliper.config import DemoConfig
+
+            cfg = DemoConfig()
+        cfg = replace(
+            cfg,
+            out_dir=str(out) if out else cfg.out_dir,
+            scale=scale if scale is not None else cfg.scale,
+            seed=seed if seed is not None else cfg.seed,
+        )
+        summary = write_demo_catalog(cfg)
+    except (ConfigError, CliperError) as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(summary, indent=2, default=str))
+
+
+def main() -> None:  # pragma: no cover - console entry
+    sys.exit(app())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,326 @@
+"""Typed configuration: ``params.yaml`` -> frozen dataclasses, loaded once.
+
+Every section of ``params.yaml`` maps to one frozen dataclass below. The loader is strict:
+an unknown key, a missing required key or a value of the wrong type raises
+:class:`ConfigError` naming the file, the dotted key and what was expected, before any
+work starts. Defaults below are the documented defaults; ``params.yaml`` states them again
+so that DVC tracks every value a stage depends on.
+
+Each stage owns its section: edit only the dataclass of the stage you are working on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+PARAMS_FILE = "params.yaml"
+
+
+class ConfigError(ValueError):
+    """A params file that does not match the typed configuration."""
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """The embedded synthetic catalog written by ``cliper demo-data`` (stage ``demo_data``)."""
+
+    out_dir: str = "data/raw/demo"
+    name: str = "Demo"
+    seed: int = 2024
+    scale: float = 1.0
+    n_items: int = 600
+    n_users: int = 900
+    image_size: int = 64
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Raw catalog -> interactions, items, id maps and statistics (stage ``ingest``)."""
+
+    source: Literal["amazon2014", "mmrec"] = "amazon2014"
+    raw_dir: str = "data/raw/demo"
+    name: str = "Demo"
+    interactions: Literal["ratings", "reviews"] = "ratings"
+    inter_file: str | None = None
+    item_map: str | None = None
+    user_map: str | None = None
+    meta_file: str | None = None
+    image_dir: str | None = None
+    k_core: int = 5
+    split_seed: int = 20240501
+    keep_existing_split: bool = True
+    out_dir: str = "data/ingested"
+
+
+@dataclass(frozen=True)
+class ValidateConfig:
+    """Great Expectations checks over the ingested data (stage ``validate``)."""
+
+    k_core: int = 5
+    min_image_size: int = 32
+    max_missing_image_share: float = 0.05
+    out_dir: str = "reports/validate"
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Text views and image manifest (stage ``preprocess``)."""
+
+    views: list[str] = field(
+        default_factory=lambda: ["title", "brand", "categories", "description", "global"]
+    )
+    out_dir: str = "data/preprocessed"
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    """Contrastive adaptation of the CLIP model to the catalog (stage ``adapt``)."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 5e-4
+    val_fraction: float = 0.1
+    seed: int = 0
+    out_dir: str = "models/clip"
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """Batched, resumable CLIP feature extraction (stage ``extract``)."""
+
+    batch_size: int = 64
+    num_workers: int = 1
+    chunk_combine: Literal["mean", "sum"] = "mean"
+    dtype: Literal["float32", "float16"] = "float32"
+    out_dir: str = "data/features"
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    """One CLIP model for views and images; shared by adapt and extract."""
+
+    model: str = "cliper-tiny"
+    pretrained: str | None = None
+    precision: Literal["fp32", "amp", "fp16", "bf16"] = "fp32"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """How the text views are fused into one text vector (spec section 3)."""
+
+    name: str = "attention"
+    temperature: float = 0.2
+    normalize: bool = True
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Recommender training under the MMRec protocol (stage ``train``)."""
+
+    backbone: str = "freedom"
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    # Per-backbone overrides of cliper/models/configs/<name>.yaml (list values = grid, chosen on valid).
+    backbones: dict[str, dict[str, Any]] = field(default_factory=dict)
+    epochs: int = 1000
+    patience: int = 20
+    eval_every: int = 1
+    batch_size: int = 2048
+    learning_rate: float = 1e-3
+    seed: int = 999
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    out_dir: str = "models/recommender"
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Full-ranking evaluation of the trained model (stage ``evaluate``)."""
+
+    topk: list[int] = field(default_factory=lambda: [5, 10, 20, 50])
+    valid_metric: str = "recall@20"
+    batch_users: int = 4096
+    out_dir: str = "reports/evaluate"
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """MLflow tracking; ``uri: null`` = local SQLite store in the project (env overrides)."""
+
+    uri: str | None = None
+    experiment_prefix: str = "cliper"
+
+
+@dataclass(frozen=True)
+class PromoteConfig:
+    """Gated promotion of the challenger to champion."""
+
+    metric: str = "recall@20"
+    min_gain: float = 0.0
+
+
+@dataclass(frozen=True)
+class OrchestrationConfig:
+    """Prefect settings: schedule, retries and timeouts per task."""
+
+    cron: str = "0 3 * * *"
+    retries: int = 1
+    retry_delay_seconds: int = 10
+    timeout_seconds: int = 3600
+
+
+@dataclass(frozen=True)
+class Params:
+    """All of ``params.yaml``."""
+
+    demo: DemoConfig = field(default_factory=DemoConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    validate: ValidateConfig = field(default_factory=ValidateConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    promote: PromoteConfig = field(default_factory=PromoteConfig)
+    orchestration: OrchestrationConfig = field(default_factory=OrchestrationConfig)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_params(path: str | Path = PARAMS_FILE, overrides: dict[str, Any] | None = None) -> Params:
+    """Load ``params.yaml`` into :class:`Params`.
+
+    Args:
+        path: the YAML file.
+        overrides: dotted keys to values (``{"train.backbone": "lightgcn"}``), applied on a copy.
+
+    Raises:
+        ConfigError: unreadable file, unknown key, missing key or wrong type, naming file and key.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: params file not found (run from the project root)") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    for dotted, value in (overrides or {}).items():
+        raw = _set_dotted(raw, dotted, value)
+    return from_dict(Params, raw, source=str(path))
+
+
+def from_dict(cls: type, data: dict[str, Any], source: str = "<dict>", prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from ``data`` strictly (unknown keys and bad types raise)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: '{prefix or '<root>'}' must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(
+            f"{source}: unknown key '{where}{unknown[0]}'; valid keys here: {sorted(fields)}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, source, f"{prefix}.{name}" if prefix else name)
+    return cls(**kwargs)
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclass (nested) -> plain dict, e.g. for logging params."""
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
+
+
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dataclass/dict -> ``{"a.b.c": value}``."""
+    data = to_dict(obj)
+    if not isinstance(data, dict):
+        return {prefix: data}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, name))
+        else:
+            out[name] = value
+    return out
+
+
+def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
+    import copy
+
+    out = copy.deepcopy(raw)
+    node = out
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+    return out
+
+
+def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:  # noqa: C901 - one branch per kind
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, source, key)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, source, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{source}: '{key}': {value!r} fits none of {args}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{source}: '{key}' is {value!r}; choose one of {list(args)}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: '{key}' must be a list, got {value!r}")
+        return [_coerce(args[0], v, source, f"{key}[{i}]") for i, v in enumerate(value)] if args else value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: '{key}' must be a mapping, got {value!r}")
+        return {k: _coerce(args[1], v, source, f"{key}.{k}") for k, v in value.items()} if args else value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: '{key}' must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{source}: '{key}' must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{source}: '{key}' must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{source}: '{key}' must be a string, got {value!r}")
+        return value
+    return value
