@@ -1,0 +1,198 @@
+"""Contrastive adaptation of the CLIP model to the catalog's item image-text pairs.
+
+Objective: CLIP's symmetric InfoNCE (Radford et al., 2021). For a batch of B items with
+L2-normalised image embeddings ``u_i`` and text embeddings ``v_i``, logits
+``z_ij = exp(s) * u_i . v_j`` with a learnable logit scale ``s`` (clamped at ln 100 as in
+CLIP), loss ``(CE(z, diag) + CE(z^T, diag)) / 2``. Each step pairs every item's image with
+one of its text views drawn at random (seeded), so all views are learned. A seeded fraction
+of the items (``val_fraction``) is held out; image->text and text->image Recall@1/@10 on the
+held-out items (text = ``eval_view``) are measured before and after, next to chance (k/n).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from cliper.clip.encode import can_trim, encode_text_trimmed
+from cliper.clip.load import LoadedClip
+from cliper.config import AdaptConfig
+from cliper.errors import CliperError
+from cliper.views.images import ImageDataset
+
+log = logging.getLogger(__name__)
+
+MAX_LOGIT_SCALE = math.log(100.0)  # CLIP clamps exp(s) at 100
+RECALL_KS = (1, 10)
+
+
+@dataclass
+class AdaptResult:
+    """Held-out retrieval before/after, training losses and the split sizes."""
+
+    before: dict[str, float]
+    after: dict[str, float]
+    chance: dict[str, float]
+    losses: list[float] = field(default_factory=list)
+    n_train: int = 0
+    n_val: int = 0
+
+
+class _Indexed(torch.utils.data.Dataset):
+    """(image tensor, item index) pairs for a subset of items."""
+
+    def __init__(self, images: ImageDataset, items: np.ndarray):
+        self.images, self.items = images, items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, int]:
+        item = int(self.items[k])
+        return self.images[item], item
+
+
+def tokenize_views(loaded: LoadedClip, texts: np.ndarray) -> torch.Tensor:
+    """Token ids [I, V, context] of the prompts ``texts`` [V, I] (long prompts truncated)."""
+    n_views, n_items = texts.shape
+    flat = loaded.tokenizer(texts.reshape(-1).tolist())
+    return flat.reshape(n_views, n_items, -1).transpose(0, 1).contiguous()
+
+
+def split_items(n_items: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (train, val) item indices; val has ``round(val_fraction * n)`` items."""
+    n_val = int(round(val_fraction * n_items))
+    if n_items - n_val < 2:
+        raise CliperError(
+            f"clip.adapt: {n_items} items leave {n_items - n_val} for training; need >= 2 "
+            "(lower clip.adapt.val_fraction)"
+        )
+    perm = np.random.default_rng(seed).permutation(n_items)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def _encode_texts(loaded: LoadedClip, tokens: torch.Tensor) -> torch.Tensor:
+    """Normalised text embeddings of token rows [B, context], trimmed to the batch when safe."""
+    tokens = tokens.to(loaded.device)
+    if can_trim(loaded.model):
+        length = int(tokens.argmax(dim=-1).max()) + 1  # EOT has the highest id
+        emb = encode_text_trimmed(loaded.model, tokens[:, :length])
+    else:
+        emb = loaded.model.encode_text(tokens)
+    return F.normalize(emb.float(), dim=-1)
+
+
+def retrieval(
+    loaded: LoadedClip, images: ImageDataset, tokens: torch.Tensor, items: np.ndarray, batch_size: int
+) -> dict[str, float]:
+    """Image->text and text->image Recall@k over ``items`` (one text per item)."""
+    if len(items) == 0:
+        return {}
+    loader = torch.utils.data.DataLoader(_Indexed(images, items), batch_size=batch_size)
+    with torch.inference_mode(), loaded.autocast():
+        img = torch.cat(
+            [F.normalize(loaded.model.encode_image(x.to(loaded.device)).float(), dim=-1) for x, _ in loader]
+        )
+        txt = torch.cat(
+            [
+                _encode_texts(loaded, tokens[items[s : s + batch_size]])
+                for s in range(0, len(items), batch_size)
+            ]
+        )
+    sim = img @ txt.T
+    target = sim.diagonal()
+    out = {}
+    for name, s, t in (("i2t", sim, target), ("t2i", sim.T, target)):
+        rank = (s > t[:, None]).sum(dim=1)  # items scored strictly above the true pair
+        for k in RECALL_KS:
+            out[f"{name}_recall@{k}"] = float((rank < k).float().mean())
+    return out
+
+
+def _train_step(
+    loaded: LoadedClip, opt: torch.optim.Optimizer, images: torch.Tensor, tokens: torch.Tensor
+) -> float:
+    model = loaded.model
+    # bf16 autocast for training on CUDA (no loss scaler needed); a no-op on CPU.
+    amp = loaded.device.type == "cuda" and loaded.precision == "amp"
+    with torch.autocast(loaded.device.type, dtype=torch.bfloat16, enabled=amp):
+        img = F.normalize(model.encode_image(images.to(loaded.device)).float(), dim=-1)
+        txt = _encode_texts(loaded, tokens)
+    logits = model.logit_scale.exp().float() * img @ txt.T
+    target = torch.arange(len(img), device=img.device)
+    loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    with torch.no_grad():
+        model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+    return float(loss.detach())
+
+
+def adapt_clip(
+    loaded: LoadedClip,
+    texts: np.ndarray,
+    images: ImageDataset,
+    cfg: AdaptConfig,
+    eval_view: int,
+    num_workers: int = 0,
+) -> AdaptResult:
+    """Fine-tune ``loaded.model`` in place on (image, random view) pairs; report held-out retrieval.
+
+    Args:
+        texts: prompts [V, I] (views x items).
+        images: one image per item (placeholders included), transformed for the model.
+        cfg: epochs, batch size, learning rate, weight decay, val fraction, seed.
+        eval_view: row of ``texts`` used as the held-out retrieval text.
+    """
+    n_views, n_items = texts.shape
+    train, val = split_items(n_items, cfg.val_fraction, cfg.seed)
+    tokens = tokenize_views(loaded, texts)
+    eval_tokens = tokens[:, eval_view]
+    model = loaded.model
+    model.eval()
+    before = retrieval(loaded, images, eval_tokens, val, cfg.batch_size)
+    result = AdaptResult(
+        before,
+        before,
+        {f"recall@{k}": min(k, len(val)) / max(len(val), 1) for k in RECALL_KS},
+        n_train=len(train),
+        n_val=len(val),
+    )
+    if cfg.epochs == 0:
+        return result
+    gen = torch.Generator().manual_seed(cfg.seed)
+    loader = torch.utils.data.DataLoader(
+        _Indexed(images, train),
+        batch_size=min(cfg.batch_size, len(train)),
+        shuffle=True,
+        drop_last=True,
+        generator=gen,
+        num_workers=num_workers,
+    )
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    model.train()
+    bar = tqdm(range(cfg.epochs), desc="adapt", unit="epoch")
+    for _ in bar:
+        losses = []
+        for batch, items in loader:
+            views = torch.randint(n_views, (len(items),), generator=gen)
+            losses.append(_train_step(loaded, opt, batch, tokens[items, views]))
+        result.losses.append(float(np.mean(losses)))
+        bar.set_postfix(loss=f"{result.losses[-1]:.3f}")
+    model.eval()
+    result.after = retrieval(loaded, images, eval_tokens, val, cfg.batch_size)
+    log.info("adapt: held-out %s -> %s", before, result.after)
+    return result
+
+
+def image_dataset(loaded: LoadedClip, paths: list[Path | None]) -> ImageDataset:
+    """Images for adaptation, transformed by the model's own ``preprocess_val``."""
+    return ImageDataset(paths, loaded.preprocess)

@@ -1,0 +1,174 @@
+"""open_clip model + transforms + tokenizer from a model name and a local checkpoint (thin wrapper).
+
+``clip.model`` is any open_clip architecture name (``ViT-B-32``, ...) or the name of a JSON
+config shipped in ``cliper/clip/model_configs/`` (registered with ``open_clip.add_model_config``;
+``cliper-tiny`` is sized for the demo on 2 CPU cores). ``clip.pretrained`` is ``None`` (random
+init, seeded), a local checkpoint file, or an open_clip tag; tags need a download, which this
+offline pipeline refuses with a message telling the user to pass the local file instead.
+The image transform is open_clip's own ``preprocess_val`` (bicubic resize, centre crop, CLIP
+mean/std) so it always matches the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import open_clip
+import torch
+
+from cliper.errors import CliperError
+from cliper.io import atomic_path, sha256_file
+
+log = logging.getLogger(__name__)
+
+MODEL_CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
+# clip.precision -> open_clip's weight precision (amp keeps fp32 weights; autocast at run time).
+_WEIGHT_PRECISION = {"fp32": "fp32", "amp": "fp32", "fp16": "fp16", "bf16": "bf16"}
+
+
+@dataclass
+class LoadedClip:
+    """A ready model with its matching image transform and tokenizer."""
+
+    model: torch.nn.Module
+    preprocess: Callable[[Any], torch.Tensor]
+    tokenizer: Any
+    name: str
+    checkpoint: str | None
+    sha256: str | None
+    device: torch.device
+    precision: str
+
+    @property
+    def context_length(self) -> int:
+        """Text context length of the model (tokens incl. SOT/EOT)."""
+        return int(getattr(self.model, "context_length", None) or self.tokenizer.context_length)
+
+    @property
+    def embed_dim(self) -> int:
+        """Output dimension of both towers."""
+        return int(self.model.visual.output_dim)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Mixed precision (fp16 autocast) on CUDA when ``precision`` is ``amp``; else a no-op."""
+        if self.device.type == "cuda" and self.precision == "amp":
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+
+def register_model_configs() -> None:
+    """Make the JSON configs in ``cliper/clip/model_configs`` known to open_clip (idempotent)."""
+    names = {p.stem for p in MODEL_CONFIG_DIR.glob("*.json")}
+    if not names <= set(open_clip.list_models()):
+        open_clip.add_model_config(MODEL_CONFIG_DIR)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU raises CliperError."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise CliperError(
+            "clip.device is 'cuda' but no CUDA device is available; set clip.device: auto or cpu"
+        )
+    return torch.device(device)
+
+
+def resolve_pretrained(model: str, pretrained: str | None, root: Path | None = None) -> str | None:
+    """Local checkpoint path for ``pretrained`` (``None`` = random init); never downloads.
+
+    Raises:
+        CliperError: a tag that needs a download, or a path that does not exist.
+    """
+    if pretrained is None or str(pretrained).strip() == "":
+        return None
+    path = Path(pretrained).expanduser()
+    if not path.is_absolute() and root is not None:
+        path = root / path
+    if path.is_file():
+        return str(path)
+    if open_clip.get_pretrained_cfg(model, pretrained):
+        raise CliperError(
+            f"clip.pretrained '{pretrained}' is an open_clip tag for '{model}': its weights must be "
+            "downloaded and this pipeline never downloads. Fetch the checkpoint once on a machine with "
+            "network (e.g. open_clip.create_model('"
+            f"{model}', pretrained='{pretrained}') and save its state_dict), then set clip.pretrained "
+            "to that local file path."
+        )
+    raise CliperError(
+        f"clip.pretrained '{pretrained}': no such checkpoint file ({path}) and not an "
+        f"open_clip tag of '{model}' (tags: {open_clip.list_pretrained_tags_by_model(model)})"
+    )
+
+
+def load_clip(
+    model: str,
+    pretrained: str | None = None,
+    precision: str = "fp32",
+    device: str = "cpu",
+    root: Path | None = None,
+    seed: int = 0,
+) -> LoadedClip:
+    """Build ``model`` with open_clip, load the local checkpoint, return model + transform + tokenizer.
+
+    Args:
+        model: open_clip model name or a config in ``cliper/clip/model_configs``.
+        pretrained: ``None``, a local checkpoint file (relative to ``root``) or an open_clip tag.
+        precision: ``fp32`` | ``amp`` | ``fp16`` | ``bf16``.
+        device: ``auto`` | ``cpu`` | ``cuda``.
+        root: project root for relative checkpoint paths.
+        seed: torch seed for a random-init model (same seed, same weights).
+
+    Raises:
+        CliperError: unknown model, unusable ``pretrained``, or fp16 on CPU.
+    """
+    register_model_configs()
+    if model not in open_clip.list_models():
+        raise CliperError(
+            f"clip.model: unknown model '{model}'; choose an open_clip model "
+            f"(e.g. ViT-B-32) or a config in {MODEL_CONFIG_DIR}"
+        )
+    dev = resolve_device(device)
+    if precision == "fp16" and dev.type != "cuda":
+        raise CliperError("clip.precision fp16 needs CUDA; use fp32, amp or bf16 on CPU")
+    checkpoint = resolve_pretrained(model, pretrained, root)
+    torch.manual_seed(seed)
+    net, _, preprocess = open_clip.create_model_and_transforms(
+        model, pretrained=checkpoint, precision=_WEIGHT_PRECISION[precision], device=dev
+    )
+    net.eval()
+    tokenizer = open_clip.get_tokenizer(model)
+    sha = sha256_file(checkpoint) if checkpoint else None
+    log.info("CLIP %s (%s) on %s, precision %s", model, checkpoint or "random init", dev, precision)
+    return LoadedClip(net, preprocess, tokenizer, model, checkpoint, sha, dev, precision)
+
+
+def save_checkpoint(model: torch.nn.Module, path: str | Path) -> str:
+    """Save ``model.state_dict()`` (fp32, CPU) atomically; loadable as open_clip ``pretrained``.
+
+    Returns:
+        The file's sha256.
+    """
+    state = {
+        k: v.detach().float().cpu() if v.is_floating_point() else v.detach().cpu()
+        for k, v in model.state_dict().items()
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    return sha256_file(path)
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Put ``model`` in eval mode for the block, restoring its previous mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
