@@ -1,0 +1,236 @@
+"""View fusion (the CLIPER step, spec section 3): text views ``[V, I, D]`` + image ``[I, D]`` -> ``t_feat``.
+
+Wu et al., "Towards Bridging the Cross-modal Semantic Gap for Multi-modal Recommendation"
+(CLIPER, arXiv 2407.05420). With ``T[k, i]`` the CLIP embedding of view ``k`` of item ``i`` and
+``V[i]`` the image embedding, the released code computes once, before training::
+
+    s[i, k] = cos(T[k, i], V[i]);   a[i, :] = softmax_k(s[i, :] / τ);   t[i] = Σ_k a[i, k] T[k, i]
+
+Registered fusions (``build_fusion(cfg, n_views, dim)``; unknown names raise ``ValueError``):
+
+* ``attention`` - the formula above; parameter-free.
+* ``self_attention`` - the paper's learnable "Fusion Layer": multi-head attention with the image as
+  query and the views as keys/values, trained jointly with the backbone (see :class:`SelfAttentionFusion`).
+* ``mean`` - mean of the first three views (as the release); ``sum`` - sum of all views.
+* ``concat`` - all views side by side (width ``V·D``).
+* ``mlp`` - concat -> 2-layer MLP; **fix:** trained with the backbone (the release never trains it).
+
+``normalize`` L2-normalises every view and the image first. Parameter-free fusions
+(``learnable = False``) are computed once by the model; learnable ones run in its forward pass so
+gradients reach them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cliper.config import FusionConfig
+
+RELEASE_MEAN_VIEWS = 3  # the release's "mean" fuses the first three views (title, brand, categories)
+_REGISTRY: dict[str, type[Fusion]] = {}
+
+
+def register_fusion(cls: type[Fusion]) -> type[Fusion]:
+    """Class decorator adding a fusion under ``cls.name``."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def list_fusions() -> list[str]:
+    """Sorted names of the registered fusions."""
+    return sorted(_REGISTRY)
+
+
+class Fusion(nn.Module):
+    """Base class of the fusions.
+
+    ``forward(text_views [V, I, D], image [I, D])`` returns ``(t [I, out_dim], weights [I, V] | None)``;
+    ``learnable``: has parameters trained with the backbone; ``out_dim``: width of ``t``.
+    """
+
+    name: ClassVar[str] = "base"
+    learnable: ClassVar[bool] = False
+
+    def __init__(self, n_views: int, dim: int, cfg: FusionConfig) -> None:
+        super().__init__()
+        self.n_views, self.dim, self.cfg = int(n_views), int(dim), cfg
+
+    @property
+    def out_dim(self) -> int:
+        """Width of the fused text vector."""
+        return self.dim
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """JSON-able description from which :func:`build_fusion_from_spec` rebuilds this fusion."""
+        return {
+            "name": self.name,
+            "n_views": self.n_views,
+            "dim": self.dim,
+            "config": {k: getattr(self.cfg, k) for k in FusionConfig.__dataclass_fields__},
+        }
+
+    def forward(
+        self, text_views: torch.Tensor, image: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Fuse the views of the given items (optionally L2-normalised first)."""
+        if text_views.shape[0] != self.n_views or text_views.shape[-1] != self.dim:
+            raise ValueError(
+                f"fusion '{self.name}': expected text views [{self.n_views}, I, {self.dim}], "
+                f"got {list(text_views.shape)}"
+            )
+        if self.cfg.normalize:
+            text_views, image = F.normalize(text_views, dim=-1), F.normalize(image, dim=-1)
+        return self.fuse(text_views, image)
+
+    def fuse(self, text_views: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The fusion proper (inputs already normalised when configured)."""
+        raise NotImplementedError
+
+
+def attention_weights(text_views: torch.Tensor, image: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``softmax_k(cos(T[k, i], V[i]) / τ)`` as ``[I, V]``."""
+    sims = F.cosine_similarity(text_views, image.unsqueeze(0), dim=-1)  # [V, I]
+    return torch.softmax(sims.T / temperature, dim=-1)
+
+
+@register_fusion
+class AttentionFusion(Fusion):
+    """Image-guided soft attention over views (the release's CLIPER fusion; spec section 3)."""
+
+    name = "attention"
+
+    def fuse(self, text_views: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        weights = attention_weights(text_views, image, self.cfg.temperature)
+        return torch.einsum("iv,vid->id", weights, text_views), weights
+
+
+@register_fusion
+class SelfAttentionFusion(Fusion):
+    """Learnable Fusion Layer: multi-head attention, image query over view keys/values.
+
+    The CLIPER paper fuses the views with a self-attention "Fusion Layer" trained with the
+    recommender. Here ``q = V[i] W_q``, ``k_v = T[v, i] W_k`` per head; the output is the
+    attention-pooled views plus the attention block's output::
+
+        t[i] = Σ_v ā[i, v] T[v, i] + MHA(V[i], T[:, i], T[:, i])
+
+    with ``ā`` the head-averaged attention. The output projection starts at zero, so training starts
+    from pure attention pooling (still in CLIP space) and learns a correction; all parameters get
+    gradients after the first step.
+    """
+
+    name = "self_attention"
+    learnable = True
+
+    def __init__(self, n_views: int, dim: int, cfg: FusionConfig) -> None:
+        super().__init__(n_views, dim, cfg)
+        if dim % cfg.n_heads:
+            raise ValueError(f"fusion 'self_attention': dim {dim} is not divisible by n_heads {cfg.n_heads}")
+        self.attn = nn.MultiheadAttention(dim, cfg.n_heads, batch_first=True)
+        nn.init.zeros_(self.attn.out_proj.weight)
+        nn.init.zeros_(self.attn.out_proj.bias)
+
+    def fuse(self, text_views: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        tokens = text_views.transpose(0, 1)  # [I, V, D]
+        out, weights = self.attn(
+            image.unsqueeze(1), tokens, tokens, need_weights=True, average_attn_weights=True
+        )
+        weights = weights.squeeze(1)  # [I, V]
+        pooled = torch.einsum("iv,ivd->id", weights, tokens)
+        return pooled + out.squeeze(1), weights
+
+
+@register_fusion
+class MeanFusion(Fusion):
+    """Mean of the first three views (the release's ``mean``; all views when fewer)."""
+
+    name = "mean"
+
+    def fuse(self, text_views: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        m = min(RELEASE_MEAN_VIEWS, self.n_views)
+        weights = torch.zeros(text_views.shape[1], self.n_views, device=text_views.device)
+        weights[:, :m] = 1.0 / m
+        return text_views[:m].mean(0), weights
+
+
+@register_fusion
+class SumFusion(Fusion):
+    """Sum of all views."""
+
+    name = "sum"
+
+    def fuse(self, text_views: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return text_views.sum(0), None
+
+
+@register_fusion
+class ConcatFusion(Fusion):
+    """All views side by side: ``[I, V·D]`` (view order as in ``meta.json``)."""
+
+    name = "concat"
+
+    @property
+    def out_dim(self) -> int:  # noqa: D102
+        return self.n_views * self.dim
+
+    def fuse(self, text_views: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return text_views.transpose(0, 1).reshape(text_views.shape[1], -1), None
+
+
+@register_fusion
+class MLPFusion(Fusion):
+    """Concat -> Linear(V·D, D) -> ReLU -> Linear(D, D); trained with the backbone (fix of the release)."""
+
+    name = "mlp"
+    learnable = True
+
+    def __init__(self, n_views: int, dim: int, cfg: FusionConfig) -> None:
+        super().__init__(n_views, dim, cfg)
+        self.mlp = nn.Sequential(nn.Linear(n_views * dim, dim), nn.ReLU(), nn.Linear(dim, dim))
+
+    def fuse(self, text_views: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.mlp(text_views.transpose(0, 1).reshape(text_views.shape[1], -1)), None
+
+
+def build_fusion(cfg: FusionConfig, n_views: int, dim: int) -> Fusion:
+    """The fusion named ``cfg.name`` for ``n_views`` views of width ``dim``.
+
+    Raises:
+        ValueError: ``unknown fusion 'x'; choose one of [...]``.
+    """
+    if cfg.name not in _REGISTRY:
+        raise ValueError(f"unknown fusion '{cfg.name}'; choose one of {list_fusions()}")
+    if cfg.temperature <= 0:
+        raise ValueError(f"fusion temperature must be > 0, got {cfg.temperature}")
+    return _REGISTRY[cfg.name](n_views, dim, cfg)
+
+
+def build_fusion_from_spec(spec: dict[str, Any], features: Any = None) -> Fusion:
+    """Rebuild a fusion from :attr:`Fusion.spec` (as saved in a model's ``config.json``)."""
+    cfg = FusionConfig(**spec["config"])
+    if features is not None and tuple(features.text_views.shape[::2]) != (spec["n_views"], spec["dim"]):
+        raise ValueError(
+            f"fusion '{spec['name']}' was built for {spec['n_views']} views of width {spec['dim']}, "
+            f"features have {list(features.text_views.shape)}"
+        )
+    return build_fusion(cfg, spec["n_views"], spec["dim"])
+
+
+@torch.no_grad()
+def frozen_text_features(fusion: Fusion, text_views: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """A fixed ``[I, D']`` text matrix for structures built once (FREEDOM's frozen text kNN graph).
+
+    A parameter-free fusion gives its own output. A learnable fusion changes during training, so a
+    graph frozen at the start cannot follow it: the graph is then built from the parameter-free
+    ``attention`` fusion of the same views with the same temperature/normalisation (the release's
+    CLIPER features), while the learnable fusion feeds the backbone's text projection.
+    """
+    if not fusion.learnable:
+        return fusion(text_views, image)[0]
+    reference = AttentionFusion(fusion.n_views, fusion.dim, fusion.cfg)
+    return reference(text_views, image)[0]

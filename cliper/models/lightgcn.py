@@ -1,0 +1,59 @@
+"""LightGCN: linear propagation on the normalised user-item graph, layer mean, BPR loss.
+
+He, Deng, Wang, Li, Zhang and Wang, "LightGCN: Simplifying and Powering Graph Convolution Network
+for Recommendation", SIGIR 2020. ``E^(k+1) = (D^-1/2 A D^-1/2) E^(k)`` (eq. 7); final embedding
+``E = Σ_k α_k E^(k)`` with ``α_k = 1/(K+1)`` (eq. 8); score ``ŷ_ui = e_u^T e_i`` (eq. 10); loss BPR
+plus ``reg_weight ·`` MMRec's ``EmbLoss`` on the layer-0 embeddings of the batch (eq. 15). Follows
+MMRec ``src/models/lightgcn.py`` (Xavier-uniform initialisation).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from cliper import graphs
+from cliper.models import register
+from cliper.models.base import Features, InteractionData, Recommender, bpr_loss, emb_norm_loss
+
+
+@register
+class LightGCN(Recommender):
+    """LightGCN over the train interactions (features ignored)."""
+
+    name = "lightgcn"
+    needs_features = False
+
+    def __init__(
+        self,
+        data: InteractionData,
+        config: dict[str, Any],
+        features: Features | None = None,
+        fusion: Any = None,
+    ) -> None:
+        super().__init__(data, config, features, fusion)
+        dim = int(config["embedding_size"])
+        self.n_layers = int(config["n_layers"])
+        self.reg_weight = float(config["reg_weight"])
+        self.user_emb = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users, dim)))
+        self.item_emb = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_items, dim)))
+        adj = graphs.normalized_adjacency(data.train_users, data.train_items, self.n_users, self.n_items)
+        self.register_buffer("norm_adj", adj, persistent=False)
+
+    def compute_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer mean of the propagated embeddings, split into users and items."""
+        ego = torch.cat([self.user_emb, self.item_emb], 0)
+        out = graphs.propagate_mean(self.norm_adj, ego, self.n_layers)
+        return out[: self.n_users], out[self.n_users :]
+
+    def calculate_loss(
+        self, users: torch.Tensor, pos_items: torch.Tensor, neg_items: torch.Tensor
+    ) -> torch.Tensor:
+        """BPR on propagated embeddings + ``reg_weight`` · EmbLoss on the ego embeddings."""
+        user_all, item_all = self.compute_embeddings()
+        u, p, n = user_all[users], item_all[pos_items], item_all[neg_items]
+        loss = bpr_loss((u * p).sum(-1), (u * n).sum(-1))
+        reg = emb_norm_loss(self.user_emb[users], self.item_emb[pos_items], self.item_emb[neg_items])
+        return loss + self.reg_weight * reg

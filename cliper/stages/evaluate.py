@@ -1,0 +1,111 @@
+"""Stage ``evaluate``: the saved recommender -> full-ranking metrics, slices and plots.
+
+Loads ``train.out_dir`` (with the features when the backbone is multimodal), evaluates valid
+and test at every K of ``evaluate.topk`` (protocol: :mod:`cliper.evaluate`) and two test slices:
+
+* ``cold_start``: only test targets whose item has at most ``evaluate.cold_start_max_train``
+  train interactions count (users without such a target are skipped);
+* ``missing_image``: only test targets whose item is listed in
+  ``<preprocess.out_dir>/missing_images.csv`` (when that file exists and lists any item).
+
+Writes ``<evaluate.out_dir>/metrics.json`` and ``<evaluate.out_dir>/plots/metrics_at_k.png``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cliper import io, plots
+from cliper.config import Params
+from cliper.errors import DataError
+from cliper.evaluate import Splits, evaluate_model
+from cliper.models import InteractionData, Recommender, get_model_class
+from cliper.stages import StageResult
+from cliper.train import resolve_device
+
+logger = logging.getLogger(__name__)
+
+MISSING_IMAGES_FILE = "missing_images.csv"
+
+
+def load_trained(params: Params, root: Path) -> tuple[Recommender, Splits, dict[str, Any]]:
+    """(model in eval mode, splits, train_meta.json) of the trained recommender."""
+    from cliper.features import load_features
+
+    model_dir = root / params.train.out_dir
+    if not (model_dir / "train_meta.json").exists():
+        raise DataError(f"{model_dir}: no trained model (train_meta.json missing); run the train stage first")
+    meta = io.read_json(model_dir / "train_meta.json")
+    splits = Splits.read(root / params.ingest.out_dir / "interactions.parquet")
+    data = InteractionData(splits.n_users, splits.n_items, splits.users["train"], splits.items["train"])
+    features = None
+    if get_model_class(meta["backbone"]).needs_features:
+        features, _ = load_features(root / params.clip.extract.out_dir, splits.n_items)
+    try:
+        model = Recommender.load(model_dir, data, features)
+    except ValueError as exc:
+        raise DataError(str(exc)) from exc
+    return model.to(resolve_device(params.train.device)), splits, meta
+
+
+def slice_filters(params: Params, root: Path, splits: Splits) -> dict[str, np.ndarray]:
+    """Item masks of the test slices (empty slices are left out)."""
+    counts = np.bincount(splits.items["train"], minlength=splits.n_items)
+    filters = {"cold_start": counts <= params.evaluate.cold_start_max_train}
+    missing_path = root / params.preprocess.out_dir / MISSING_IMAGES_FILE
+    if missing_path.exists():
+        missing = pd.read_csv(missing_path)
+        if "item_id" not in missing.columns:
+            raise DataError(f"{missing_path}: expected an 'item_id' column, got {list(missing.columns)}")
+        mask = np.zeros(splits.n_items, dtype=bool)
+        ids = missing["item_id"].to_numpy(dtype=np.int64)
+        mask[ids[(ids >= 0) & (ids < splits.n_items)]] = True
+        filters["missing_image"] = mask
+    return {name: m for name, m in filters.items() if m.any()}
+
+
+def run(params: Params, root: Path) -> StageResult:
+    """Evaluate the trained model and write metrics + plot."""
+    e = params.evaluate
+    model, splits, meta = load_trained(params, root)
+    topk = sorted(e.topk)
+    results: dict[str, Any] = {
+        split: evaluate_model(model, splits.target(split), topk, e.batch_users) for split in ("valid", "test")
+    }
+    slices: dict[str, Any] = {}
+    for name, mask in slice_filters(params, root, splits).items():
+        target = splits.target("test", item_filter=mask)
+        if target.n_users:
+            slices[name] = {
+                **evaluate_model(model, target, topk, e.batch_users),
+                "n_users": target.n_users,
+                "n_targets": int(target.pos_len.sum()),
+            }
+    metrics = {
+        "backbone": meta["backbone"],
+        "fusion": meta.get("fusion"),
+        "best_epoch": meta.get("best_epoch"),
+        **results,
+        "slices": slices,
+    }
+    out = root / e.out_dir
+    outputs = {"metrics": str(io.write_json(out / "metrics.json", metrics))}
+    groups = {
+        "valid": results["valid"],
+        "test": results["test"],
+        **{f"test/{k}": v for k, v in slices.items()},
+    }
+    outputs["plot"] = str(plots.plot_metrics_at_k(groups, out / "plots" / "metrics_at_k.png"))
+    flat = {f"test_{k}": v for k, v in results["test"].items()}
+    flat.update({f"valid_{e.valid_metric}": results["valid"][e.valid_metric]})
+    if params.tracking.enabled:  # MLflow run + registered model (challenger); link for the flow
+        from cliper import tracking
+
+        logged = tracking.log_and_register(params, root, metrics)
+        outputs["mlflow"] = str(io.write_json(out / "mlflow.json", logged))
+    return StageResult(stage="evaluate", outputs=outputs, metrics=flat)

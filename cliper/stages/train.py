@@ -1,0 +1,251 @@
+"""Stage ``train``: interactions + features -> trained recommender, metrics, history, plots.
+
+Reads ``<ingest.out_dir>/interactions.parquet`` and (multimodal backbones) the features in
+``clip.extract.out_dir``; checks every input and name before the first epoch; trains every
+point of the grid in ``train.backbones.<backbone>`` (list values) and keeps the one with the
+best valid score; writes ``train.out_dir`` (``model.pt``, ``config.json``, ``embeddings.npz``,
+``train_meta.json``) and ``train.reports_dir`` (``metrics.json``, ``history.json``,
+``view_weights.csv``, PNG plots). Checkpoints live under
+``train.cache_dir/<hash of data + features + config>/`` so a killed run resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cliper import io, plots
+from cliper.config import Params, to_dict
+from cliper.errors import CliperError
+from cliper.evaluate import Splits
+from cliper.models import Features, InteractionData, build_model, get_model_class, resolve_config
+from cliper.stages import StageResult
+from cliper.train import TrainSettings, expand_grid, grid_search
+
+logger = logging.getLogger(__name__)
+
+META_FILE = "train_meta.json"
+
+
+@dataclass(frozen=True)
+class TrainInputs:
+    """Everything checked before training starts."""
+
+    splits: Splits
+    data: InteractionData
+    features: Features | None
+    feature_hash: str | None
+    data_hash: str
+    points: list[dict[str, Any]]
+
+
+def settings_from(params: Params) -> TrainSettings:
+    """The trainer settings from the ``train`` and ``evaluate`` sections."""
+    t, e = params.train, params.evaluate
+    return TrainSettings(
+        epochs=t.epochs,
+        patience=t.patience,
+        eval_every=t.eval_every,
+        batch_size=t.batch_size,
+        learning_rate=t.learning_rate,
+        seed=t.seed,
+        device=t.device,
+        topk=tuple(e.topk),
+        valid_metric=e.valid_metric,
+        batch_users=e.batch_users,
+        progress=t.progress,
+    )
+
+
+def _check_point_types(name: str, point: dict[str, Any]) -> dict[str, Any]:
+    """Resolve one grid point; a key or type the model config does not have is a CliperError."""
+    try:
+        defaults, resolved = resolve_config(name), resolve_config(name, point)
+    except ValueError as exc:
+        raise CliperError(f"params.yaml train.backbones.{name}: {exc}") from exc
+    for key, value in point.items():
+        want = type(defaults[key])
+        ok = isinstance(value, want) and not (isinstance(value, bool) and want is not bool)
+        ok = ok or (want is float and isinstance(value, int) and not isinstance(value, bool))
+        if not ok and defaults[key] is not None:
+            raise CliperError(
+                f"params.yaml train.backbones.{name}.{key}: expected {want.__name__} "
+                f"(default {defaults[key]!r}), got {value!r}"
+            )
+    return resolved
+
+
+def check_names(params: Params, n_views: int | None, dim: int | None) -> type:
+    """Backbone and fusion names (and fusion buildability) before anything heavy runs."""
+    t = params.train
+    try:
+        cls = get_model_class(t.backbone)
+    except ValueError as exc:
+        raise CliperError(f"params.yaml train.backbone: {exc}") from exc
+    try:
+        from cliper import fusion as fusion_mod
+    except ModuleNotFoundError:  # pragma: no cover - fusion module not installed
+        return cls
+    names = fusion_mod.list_fusions() if hasattr(fusion_mod, "list_fusions") else None
+    if names is not None and t.fusion.name not in names:
+        raise CliperError(
+            f"params.yaml train.fusion.name: unknown fusion '{t.fusion.name}'; choose one of {names}"
+        )
+    if n_views is not None and dim is not None:
+        try:
+            fusion_mod.build_fusion(t.fusion, n_views, dim)
+        except ValueError as exc:
+            raise CliperError(f"params.yaml train.fusion: {exc}") from exc
+    return cls
+
+
+def load_inputs(params: Params, root: Path) -> TrainInputs:
+    """Read and check interactions, features, names and the grid (raises before training)."""
+    from cliper.features import load_features
+
+    name = params.train.backbone
+    splits = Splits.read(root / params.ingest.out_dir / "interactions.parquet")
+    data = InteractionData(splits.n_users, splits.n_items, splits.users["train"], splits.items["train"])
+    cls = check_names(params, None, None)
+    features = feature_hash = None
+    if cls.needs_features:
+        features, feature_hash = load_features(root / params.clip.extract.out_dir, splits.n_items)
+        check_names(params, features.text_views.shape[0], features.text_views.shape[2])
+    points = expand_grid(dict(params.train.backbones.get(name, {})))
+    for point in points:
+        _check_point_types(name, point)
+    data_hash = io.sha256_array(
+        *(np.concatenate([splits.users[s], splits.items[s]]) for s in ("train", "valid", "test"))
+    )
+    return TrainInputs(splits, data, features, feature_hash, data_hash, points)
+
+
+def _build_fn(params: Params, inputs: TrainInputs):
+    t = params.train
+
+    def build(point: dict[str, Any]):
+        fusion = None
+        if inputs.features is not None:
+            from cliper.fusion import build_fusion
+
+            tv = inputs.features.text_views
+            fusion = build_fusion(t.fusion, tv.shape[0], tv.shape[2])
+        return build_model(
+            t.backbone, data=inputs.data, config=point, features=inputs.features, fusion=fusion
+        )
+
+    return build
+
+
+def _write_reports(
+    reports: Path,
+    metrics: dict[str, Any],
+    history: list[dict],
+    model: Any,
+    view_names: tuple[str, ...] | None,
+    valid_key: str,
+) -> dict[str, str]:
+    outputs = {"metrics": str(io.write_json(reports / "metrics.json", metrics))}
+    keep = ("epoch", "loss", "valid_recall@20", "valid_ndcg@20")
+    outputs["history"] = str(
+        io.write_json(reports / "history.json", [{k: h[k] for k in keep if k in h} for h in history])
+    )
+    outputs["history_plot"] = str(plots.plot_history(history, reports / "plots" / "history.png", valid_key))
+    weights = model.view_weights() if hasattr(model, "view_weights") else None
+    df = pd.DataFrame(
+        {
+            "item_id": pd.Series(dtype="int64"),
+            "view": pd.Series(dtype="str"),
+            "weight": pd.Series(dtype="float64"),
+        }
+    )  # header only when the fusion has no weights
+    if weights is not None and view_names is not None:
+        n_items, n_views = weights.shape
+        df = pd.DataFrame(
+            {
+                "item_id": np.repeat(np.arange(n_items), n_views),
+                "view": np.tile(np.asarray(view_names, dtype=object), n_items),
+                "weight": np.asarray(weights, dtype=np.float64).ravel(),
+            }
+        )
+        outputs["view_weights_plot"] = str(
+            plots.plot_view_weights(df, reports / "plots" / "view_weights.png")
+        )
+    with io.atomic_path(reports / "view_weights.csv") as tmp:
+        df.to_csv(tmp, index=False)
+    outputs["view_weights"] = str(reports / "view_weights.csv")
+    return outputs
+
+
+def run(params: Params, root: Path) -> StageResult:
+    """Train the configured backbone (grid chosen on valid) and write model + reports."""
+    t = params.train
+    inputs = load_inputs(params, root)
+    settings = settings_from(params)
+    valid, test = inputs.splits.target("valid"), inputs.splits.target("test")
+    key = {
+        "data": inputs.data_hash,
+        "features": inputs.feature_hash,
+        "backbone": t.backbone,
+        "fusion": to_dict(t.fusion) if inputs.features is not None else None,
+    }
+    result = grid_search(
+        inputs.points,
+        _build_fn(params, inputs),
+        inputs.data.train_users,
+        inputs.data.train_items,
+        inputs.data.n_items,
+        valid,
+        test,
+        settings,
+        cache_dir=root / t.cache_dir,
+        cache_key=key,
+    )
+    chosen = result.points[result.best_index]
+    state = result.trainer.state
+    metrics = {
+        "backbone": t.backbone,
+        "fusion": t.fusion.name if inputs.features is not None else None,
+        "best_epoch": chosen["best_epoch"],
+        "n_epochs": chosen["n_epochs"],
+        "seconds_per_epoch": chosen["seconds_per_epoch"],
+        "valid": chosen["valid"],
+        "test": chosen["test"],
+        "grid_size": len(result.points),
+    }
+    meta = {
+        **metrics,
+        "point": chosen["point"],
+        "model_config": resolve_config(t.backbone, chosen["point"]),
+        "data_hash": inputs.data_hash,
+        "feature_hash": inputs.feature_hash,
+        "grid": result.points,
+        "valid_metric": settings.valid_metric,
+        "fusion_config": to_dict(t.fusion),
+        "seed": t.seed,
+    }
+    out_dir = root / t.out_dir
+    with io.atomic_dir(out_dir) as tmp:
+        result.model.cpu().save(tmp)
+        io.write_json(tmp / META_FILE, meta)
+    view_names = inputs.features.view_names if inputs.features is not None else None
+    outputs = _write_reports(
+        root / t.reports_dir,
+        metrics,
+        state.history,
+        result.model,
+        view_names,
+        f"valid_{settings.valid_metric}",
+    )
+    outputs["model"] = str(out_dir)
+    flat = {
+        "best_epoch": metrics["best_epoch"],
+        **{f"valid_{k}": v for k, v in chosen["valid"].items()},
+        **{f"test_{k}": v for k, v in chosen["test"].items()},
+    }
+    return StageResult(stage="train", outputs=outputs, metrics=flat)
