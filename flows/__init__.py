@@ -1,0 +1,1 @@
+"""Prefect flows: ``flows.pipeline.cliper_pipeline`` and its scheduled deployment (``flows.serve``)."""

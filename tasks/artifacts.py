@@ -1,0 +1,150 @@
+"""Stage outcomes -> Prefect artifacts (markdown metrics tables and links).
+
+Every stage gets one markdown artifact keyed ``cliper-<stage>`` (status, duration and a table
+of the metrics files ``dvc.yaml`` declares for it); ``validate`` adds a link to the Great
+Expectations Data Docs and ``evaluate`` a link to its MLflow run when the stage wrote
+``<evaluate.out_dir>/mlflow.json``. Keys are stable, so the UI shows each stage's history.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
+
+from cliper.config import load_params
+from tasks.dvc import StageFailed, StageOutcome
+
+MAX_ROWS = 80
+MLFLOW_FILE = "mlflow.json"
+DATA_DOCS_INDEX = "data_docs/index.html"
+
+
+def artifact_key(stage: str, suffix: str = "") -> str:
+    """Prefect artifact key (lowercase letters, digits and dashes) for a stage."""
+    key = f"cliper-{stage}" + (f"-{suffix}" if suffix else "")
+    return key.replace("_", "-").lower()
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts -> ``{"a.b": value}``; lists become compact JSON strings."""
+    if not isinstance(data, dict):
+        return {prefix or "value": data}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, name))
+        else:
+            out[name] = json.dumps(value) if isinstance(value, list | tuple) else value
+    return out
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        value = f"{value:.6g}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def metrics_markdown(outcome: StageOutcome) -> str:
+    """Markdown summary of one stage: status line and one table per metrics file."""
+    verb = "was up to date (skipped by DVC)" if outcome.status == "skipped" else "ran"
+    parts = [f"# Stage `{outcome.stage}`", "", f"**{verb}** in {outcome.duration_s:.1f} s.", ""]
+    if not outcome.metrics:
+        parts.append("_This stage declares no metrics in dvc.yaml (or none were written)._")
+    for rel, data in outcome.metrics.items():
+        rows = list(flatten(data).items())
+        parts += [f"## `{rel}`", "", "| metric | value |", "| --- | --- |"]
+        parts += [f"| {_cell(k)} | {_cell(v)} |" for k, v in rows[:MAX_ROWS]]
+        if len(rows) > MAX_ROWS:
+            parts.append(f"| … | {len(rows) - MAX_ROWS} more in `{rel}` |")
+        parts.append("")
+    return "\n".join(parts)
+
+
+def mlflow_link(info: dict[str, Any]) -> str | None:
+    """The MLflow run URL from ``mlflow.json`` (``run_url`` / ``ui_url`` / ``url``), if any."""
+    for key in ("run_url", "ui_url", "url"):
+        if isinstance(info.get(key), str) and info[key]:
+            return info[key]
+    return None
+
+
+def registered_model(root: Path) -> str:
+    """Name of the model the evaluate stage registered (from ``mlflow.json``, else from params)."""
+    params = load_params(root / "params.yaml")
+    path = root / params.evaluate.out_dir / MLFLOW_FILE
+    info = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    for key in ("registered_model", "model_name", "model"):
+        if isinstance(info.get(key), str) and info[key]:
+            return info[key]
+    from cliper.registry import model_name  # imports mlflow: only when needed
+
+    return model_name(params.ingest.name, params.train.backbone)
+
+
+def publish(outcome: StageOutcome, root: Path) -> list[str]:
+    """Create the artifacts of one stage; returns the artifact keys created."""
+    keys = [artifact_key(outcome.stage)]
+    create_markdown_artifact(
+        metrics_markdown(outcome), key=keys[0], description=f"{outcome.stage}: {outcome.status}"
+    )
+    params = load_params(root / "params.yaml")
+    if outcome.stage == "validate":
+        keys += _publish_data_docs(root, params.validate.out_dir)
+    if outcome.stage == "evaluate":
+        keys += _publish_mlflow(root / params.evaluate.out_dir / MLFLOW_FILE)
+    return keys
+
+
+def publish_failure(error: StageFailed, root: Path) -> list[str]:
+    """Artifacts of a failed stage: its error lines, and the Data Docs link for ``validate``."""
+    keys = [artifact_key(error.stage)]
+    tail = "\n".join(error.tail) or "(no output on stderr)"
+    create_markdown_artifact(
+        f"# Stage `{error.stage}` FAILED\n\nexit code {error.stage_exit}; last lines:\n\n```\n{tail}\n```\n",
+        key=keys[0], description=f"{error.stage}: failed",
+    )
+    if error.stage == "validate":
+        keys += _publish_data_docs(root, load_params(root / "params.yaml").validate.out_dir)
+    return keys
+
+
+def _publish_data_docs(root: Path, out_dir: str) -> list[str]:
+    index = root / out_dir / DATA_DOCS_INDEX
+    if not index.is_file():
+        return []
+    key = artifact_key("validate", "data-docs")
+    create_link_artifact(
+        index.resolve().as_uri(), link_text="Great Expectations Data Docs", key=key,
+        description="Validation results of the ingested data (open in a browser)",
+    )
+    return [key]
+
+
+def _publish_mlflow(path: Path) -> list[str]:
+    if not path.is_file():
+        return []
+    info = json.loads(path.read_text(encoding="utf-8"))
+    key = artifact_key("evaluate", "mlflow")
+    url = mlflow_link(info)
+    if url:
+        ui = info.get("ui_command") or "mlflow ui"
+        create_link_artifact(url, link_text=f"MLflow run {info.get('run_id', '')}".strip(), key=key,
+                             description=f"The evaluation run in MLflow (start `{ui}` to open it)")
+    else:
+        rows = "\n".join(f"| {_cell(k)} | {_cell(v)} |" for k, v in flatten(info).items())
+        create_markdown_artifact(f"# MLflow run\n\n| field | value |\n| --- | --- |\n{rows}\n", key=key)
+    return [key]
+
+
+def publish_promotion(decision: dict[str, Any]) -> str:
+    """Markdown artifact ``cliper-promote`` with the promotion decision and its evidence."""
+    key = artifact_key("promote")
+    rows = "\n".join(f"| {_cell(k)} | {_cell(v)} |" for k, v in flatten(decision).items())
+    title = decision.get("decision", "see the task logs")
+    create_markdown_artifact(f"# Promotion: {title}\n\n| field | value |\n| --- | --- |\n{rows}\n",
+                             key=key, description=f"promote: {title}")
+    return key

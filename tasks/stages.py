@@ -1,0 +1,175 @@
+"""One thin Prefect task per DVC stage; each reproduces its stage through DVC.
+
+A task calls ``dvc repro --single-item <stage>`` in the project (DVC skips it when nothing
+changed), streams the stage's output into the task's run logger, publishes the stage's
+metrics as artifacts and returns ``{"stage", "status": "ran" | "skipped", "duration_s",
+"metrics"}``. A failing stage raises :class:`tasks.dvc.StageFailed` carrying the stage's own
+last error lines. Prefect result caching is off: DVC alone decides what is fresh.
+
+Retries, retry delay and timeout on the decorators are the defaults of
+:class:`cliper.config.OrchestrationConfig`; the flow applies ``params.yaml: orchestration``
+with :func:`task_options`. User-facing failures (``cliper`` exit code 2, e.g. failed
+validation) are not retried: rerunning the same inputs cannot fix them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from prefect import Task, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import TaskRun
+from prefect.context import TaskRunContext
+from prefect.states import State
+
+from cliper.config import OrchestrationConfig, load_params
+from cliper.stages import STAGES
+from tasks import artifacts, dvc
+
+_DEFAULTS = OrchestrationConfig()
+
+
+def retry_unless_user_error(task: Task, task_run: TaskRun, state: State) -> bool:
+    """Prefect retry condition: retry crashes and timeouts, not deterministic user errors."""
+    exc = state.data if isinstance(state.data, BaseException) else None
+    return not (isinstance(exc, dvc.StageFailed) and exc.user_error)
+
+
+TASK_DEFAULTS: dict[str, Any] = {
+    "retries": _DEFAULTS.retries,
+    "retry_delay_seconds": _DEFAULTS.retry_delay_seconds,
+    "timeout_seconds": _DEFAULTS.timeout_seconds,
+    "retry_condition_fn": retry_unless_user_error,
+    "cache_policy": NO_CACHE,
+    "persist_result": False,
+}
+
+
+def task_options(project_dir: str | Path) -> dict[str, Any]:
+    """``params.yaml: orchestration`` as ``Task.with_options`` keyword arguments."""
+    cfg = load_params(Path(project_dir) / "params.yaml").orchestration
+    return {
+        "retries": cfg.retries,
+        "retry_delay_seconds": cfg.retry_delay_seconds,
+        "timeout_seconds": cfg.timeout_seconds,
+    }
+
+
+def select_stages(stages: Sequence[str] | None) -> list[str]:
+    """The requested stages in DAG order (all when ``None``).
+
+    Raises:
+        ValueError: an unknown stage name (lists the valid ones).
+    """
+    if stages is None:
+        return list(STAGES)
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown stage {unknown[0]!r}; choose from {list(STAGES)}")
+    return [s for s in STAGES if s in set(stages)]
+
+
+def check_backbone(project_dir: str | Path, backbone: str | None) -> str:
+    """The backbone of this run: ``params.yaml: train.backbone``, which ``backbone`` must match.
+
+    Raises:
+        ValueError: ``backbone`` differs from ``params.yaml`` (with how to run it instead).
+    """
+    configured = load_params(Path(project_dir) / "params.yaml").train.backbone
+    if backbone is None or backbone == configured:
+        return configured
+    raise ValueError(
+        f"backbone {backbone!r} differs from params.yaml train.backbone={configured!r}. DVC tracks "
+        "params.yaml, and this flow does not edit it behind your back. Either set train.backbone in "
+        f"params.yaml (and commit it), or run a DVC experiment: `dvc exp run -S train.backbone={backbone}`."
+    )
+
+
+def _reproduce(stage: str, project_dir: str) -> dict[str, Any]:
+    """Body shared by the stage tasks: DVC repro, log, artifacts, result dict."""
+    logger = get_run_logger()
+    ctx = TaskRunContext.get()
+    timeout = ctx.task.timeout_seconds if ctx else None
+    root = Path(project_dir).resolve()
+    try:
+        outcome = dvc.run_stage(stage, root, log=logger.info, timeout_s=timeout)
+    except dvc.StageFailed as exc:
+        artifacts.publish_failure(exc, root)
+        raise
+    keys = artifacts.publish(outcome, root)
+    logger.info("stage %s %s in %.1f s (artifacts: %s)", stage, outcome.status, outcome.duration_s, keys)
+    return outcome.as_dict()
+
+
+@task(name="demo_data", **TASK_DEFAULTS)
+def demo_data(project_dir: str) -> dict[str, Any]:
+    """Write the embedded synthetic catalog (DVC stage ``demo_data``)."""
+    return _reproduce("demo_data", project_dir)
+
+
+@task(name="ingest", **TASK_DEFAULTS)
+def ingest(project_dir: str) -> dict[str, Any]:
+    """Raw catalog -> interactions, items, id maps, split and stats (DVC stage ``ingest``)."""
+    return _reproduce("ingest", project_dir)
+
+
+@task(name="validate", **TASK_DEFAULTS)
+def validate(project_dir: str) -> dict[str, Any]:
+    """Great Expectations checks; fails the run on violations (DVC stage ``validate``)."""
+    return _reproduce("validate", project_dir)
+
+
+@task(name="preprocess", **TASK_DEFAULTS)
+def preprocess(project_dir: str) -> dict[str, Any]:
+    """Text views and image manifest (DVC stage ``preprocess``)."""
+    return _reproduce("preprocess", project_dir)
+
+
+@task(name="adapt", **TASK_DEFAULTS)
+def adapt(project_dir: str) -> dict[str, Any]:
+    """Contrastive adaptation of the CLIP model (DVC stage ``adapt``)."""
+    return _reproduce("adapt", project_dir)
+
+
+@task(name="extract", **TASK_DEFAULTS)
+def extract(project_dir: str) -> dict[str, Any]:
+    """CLIP features of every view and image; resumes from its shards (DVC stage ``extract``)."""
+    return _reproduce("extract", project_dir)
+
+
+@task(name="train", **TASK_DEFAULTS)
+def train(project_dir: str) -> dict[str, Any]:
+    """Train the recommender; resumes from its checkpoint (DVC stage ``train``)."""
+    return _reproduce("train", project_dir)
+
+
+@task(name="evaluate", **TASK_DEFAULTS)
+def evaluate(project_dir: str) -> dict[str, Any]:
+    """Full-ranking test metrics, MLflow run and challenger registration (DVC stage ``evaluate``)."""
+    return _reproduce("evaluate", project_dir)
+
+
+STAGE_TASKS: dict[str, Task[..., dict[str, Any]]] = {
+    "demo_data": demo_data,
+    "ingest": ingest,
+    "validate": validate,
+    "preprocess": preprocess,
+    "adapt": adapt,
+    "extract": extract,
+    "train": train,
+    "evaluate": evaluate,
+}
+
+
+@task(name="promote", **TASK_DEFAULTS)
+def promote(project_dir: str) -> dict[str, Any]:
+    """Gated promotion of the evaluated challenger (``cliper promote --model <name>``)."""
+    logger = get_run_logger()
+    root = Path(project_dir).resolve()
+    model = artifacts.registered_model(root)
+    lines = dvc.run_cli(["promote", "--model", model], root, log=logger.info)
+    decision = dvc.last_json_block(lines) or {"model": model, "output": lines[-5:]}
+    artifacts.publish_promotion(decision)
+    return {"stage": "promote", "status": "ran", **decision}

@@ -1,0 +1,150 @@
+"""The served top-K pyfunc: same lists as numpy in process, fallbacks, and a real HTTP server."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from cliper import registry, tracking
+
+K = 5
+SERVER_START_S = 240  # the 2-core test machine is shared; a cold MLflow import can take a while
+HTTP_TIMEOUT_S = 30
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory: pytest.TempPathFactory, empty_mlflow_db: Path, make_synth, make_params) -> dict:
+    """A synthetic project whose model is logged, registered (challenger) and promoted (champion)."""
+    root = make_synth(tmp_path_factory.mktemp("serve") / "proj")
+    shutil.copy(empty_mlflow_db, root / "mlflow.db")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        result = tracking.log_and_register(make_params("Demo"), root, {"recall@20": 0.3})
+    registry.promote(result["model_name"])
+    return {**result, "root": root}
+
+
+def expected_top_k(root: Path, users: np.ndarray, k: int, exclude_seen: bool) -> list[list[str]]:
+    """Top-K ASINs computed directly from the embeddings (the contract's score = user @ item.T)."""
+    emb = np.load(root / "models/recommender/embeddings.npz")
+    scores = emb["user"][users] @ emb["item"].T
+    if exclude_seen:
+        inter = pd.read_parquet(root / "data/ingested/interactions.parquet")
+        train = inter[inter["x_label"] == 0]
+        lookup = {u: row for row, u in enumerate(users)}
+        rows = train["user_id"].map(lookup)
+        keep = rows.notna().to_numpy()
+        scores[rows[keep].astype(int).to_numpy(), train["item_id"].to_numpy()[keep]] = -np.inf
+    asins = pd.read_parquet(root / "data/ingested/items.parquet").sort_values("item_id")["asin"].to_numpy()
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return [list(asins[row]) for row in order]
+
+
+@pytest.mark.parametrize("exclude_seen", [True, False])
+def test_loaded_pyfunc_matches_in_process_top_k(logged: dict, exclude_seen: bool) -> None:
+    model = mlflow.pyfunc.load_model(f"models:/{logged['model_name']}@{registry.CHALLENGER}")
+    user_map = pd.read_csv(logged["root"] / "data/ingested/user_map.csv")
+    request = pd.DataFrame({"user_id": user_map["user_raw"], "k": K, "exclude_seen": exclude_seen})
+    out = model.predict(request)
+    assert list(out["source"].unique()) == ["model"] and (out["error"] == "").all()
+    assert out["asins"].tolist() == expected_top_k(logged["root"], user_map["user_id"].to_numpy(), K,
+                                                   exclude_seen)
+    assert all(len(s) == K and s == sorted(s, reverse=True) for s in out["scores"])
+
+
+def test_int_id_fallback_unknown_users_and_bad_k(logged: dict) -> None:
+    model = mlflow.pyfunc.load_model(f"models:/{logged['model_name']}@{registry.CHAMPION}")
+    request = pd.DataFrame({"user_id": ["A00003XYZ", "3", "ghost", "A00001XYZ"], "k": [3, 3, 4, 0]})
+    out = model.predict(request)
+    assert out.loc[0, "asins"] == out.loc[1, "asins"] and len(out.loc[0, "asins"]) == 3
+    inter = pd.read_parquet(logged["root"] / "data/ingested/interactions.parquet")
+    counts = np.bincount(inter.loc[inter["x_label"] == 0, "item_id"], minlength=40)
+    popular = [f"B{i:09d}" for i in np.argsort(-counts, kind="stable")[:4]]
+    assert (out.loc[2, "source"], out.loc[2, "asins"]) == ("popularity", popular)
+    assert out.loc[2, "scores"] == sorted(counts, reverse=True)[:4]
+    assert out.loc[3, "source"] == "error" and "k must be" in out.loc[3, "error"]
+    strict = model.predict(pd.DataFrame({"user_id": ["ghost"]}), params={"unknown_user": "error"})
+    assert strict.loc[0, "source"] == "error" and "unknown user" in strict.loc[0, "error"]
+    assert strict.loc[0, "asins"] == []
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _http(url: str, body: bytes | None = None) -> tuple[int, dict | str]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as response:
+            text = response.read().decode()
+            return response.status, json.loads(text) if body is not None else text
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def _wait_ready(base: str, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + SERVER_START_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited with {proc.returncode}")
+        try:
+            if _http(f"{base}/ping")[0] == 200:
+                return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(1)
+    raise AssertionError(f"server not ready after {SERVER_START_S} s")
+
+
+@pytest.mark.slow
+def test_served_champion_answers_invocations(logged: dict) -> None:
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": logged["tracking_uri"], "MLFLOW_ENABLE_TELEMETRY": "false",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    cmd = [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m",
+           f"models:/{logged['model_name']}@{registry.CHAMPION}", "--env-manager", "local",
+           "-h", "127.0.0.1", "-p", str(port), "-w", "1"]
+    log = logged["root"] / "serve.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_ready(base, proc)
+        good = {"dataframe_records": [{"user_id": "A00002XYZ", "k": 3}, {"user_id": "ghost", "k": 2}]}
+        status, answer = _http(f"{base}/invocations", json.dumps(good).encode())
+        assert status == 200, answer
+        rows = answer["predictions"]
+        assert rows[0]["asins"] == expected_top_k(logged["root"], np.array([2]), 3, True)[0]
+        assert rows[0]["source"] == "model" and rows[1]["source"] == "popularity"
+        assert len(rows[1]["asins"]) == 2
+        malformed = [b"{not json", json.dumps({"dataframe_records": [{"uid": "A00002XYZ"}]}).encode(),
+                     json.dumps({"dataframe_records": [{"user_id": "A00002XYZ", "k": "many"}]}).encode()]
+        for body in malformed:
+            status, answer = _http(f"{base}/invocations", body)
+            assert 400 <= status < 500, (body, status, answer)
+            assert _http(f"{base}/ping")[0] == 200  # still up
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n--- server log ---\n{log.read_text(errors='replace')[-3000:]}") from exc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
