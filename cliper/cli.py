@@ -38,6 +38,8 @@ STAGE_HELP = {
     "evaluate": "full-ranking test metrics, slices and plots; log to MLflow and register",
 }
 
+QUIET_LOGGERS: tuple[str, ...] = ("great_expectations",)
+
 ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="params file to read")]
 SetOpt = Annotated[
     list[str] | None,
@@ -55,6 +57,8 @@ def _setup_logging(verbose: bool) -> None:
         handlers=[RichHandler(show_path=False, rich_tracebacks=False)],
         force=True,
     )
+    for name in QUIET_LOGGERS:  # third-party INFO chatter (GX logs hundreds of lines per run)
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
@@ -134,6 +138,49 @@ def demo_data_cmd(
     except (ConfigError, CliperError) as exc:
         _fail(str(exc))
     typer.echo(json.dumps(summary, indent=2, default=str))
+
+
+@app.command("promote")
+def promote_cmd(
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", help="registered model, e.g. cliper-demo-freedom (default: cliper-<ingest.name>-"
+        "<train.backbone> from the params)")] = None,
+    metric: Annotated[str | None, typer.Option(
+        help="test metric to compare, as in reports/evaluate/metrics.json (default: promote.metric)")] = None,
+    min_gain: Annotated[float | None, typer.Option(
+        help="required improvement over the champion (default: promote.min_gain)")] = None,
+    relative: Annotated[bool | None, typer.Option(
+        "--relative/--absolute", help="min-gain as a fraction of the champion's value, or absolute "
+        "(default: promote.min_gain_mode)", show_default=False)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="decide and print; change nothing")] = False,
+    params: ParamsOpt = Path(PARAMS_FILE),
+    root: Annotated[Path, typer.Option(help="project root (holds mlflow.db)")] = Path("."),
+) -> None:
+    """Promote the `challenger` version of a model to `champion` when it is better.
+
+    Compares the test metric of both versions; promotes when gain > 0 and gain >= min-gain.
+    With no champion yet, the challenger becomes champion.
+    Refuses (exit 2) when they were evaluated on different data or split (data_hash tags).
+    The decision and its evidence are saved as `promotion.*` tags on the challenger.
+    Store: MLFLOW_TRACKING_URI, else tracking.uri, else sqlite:///<root>/mlflow.db.
+    """
+    _setup_logging(False)
+    try:
+        cfg = load_params(root / params if not params.is_absolute() else params)
+        from cliper import registry, tracking
+
+        tracking.configure(tracking.resolve_uri(cfg.tracking.uri, root))
+        mode = cfg.promote.min_gain_mode if relative is None else ("relative" if relative else "absolute")
+        decision = registry.promote(
+            model or registry.model_name(cfg.ingest.name, cfg.train.backbone),
+            metric=metric or cfg.promote.metric,
+            min_gain=cfg.promote.min_gain if min_gain is None else min_gain,
+            min_gain_mode=mode,
+            dry_run=dry_run,
+        )
+    except (ConfigError, CliperError) as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(decision.to_dict(), indent=2, default=str))
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -32,7 +32,13 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """The embedded synthetic catalog written by ``cliper demo-data`` (stage ``demo_data``)."""
+    """The embedded synthetic catalog written by ``cliper demo-data`` (stage ``demo_data``).
+
+    Amazon-2014 file formats (``meta_<name>.json.gz``, ``reviews_<name>_5.json.gz``,
+    ``ratings_<name>.csv``, ``images/<asin>.jpg``) plus ``truth.json`` (latent attributes and
+    tastes); see :mod:`cliper.data.demo`. ``scale`` multiplies ``n_items`` and ``n_users``
+    (rounded; at least 20 items and 10 users). Same values -> byte-identical files.
+    """
 
     out_dir: str = "data/raw/demo"
     name: str = "Demo"
@@ -74,11 +80,36 @@ class ValidateConfig:
 
 @dataclass(frozen=True)
 class PreprocessConfig:
-    """Text views and image manifest (stage ``preprocess``)."""
+    """Text views and image manifest (stage ``preprocess``; templates: ``cliper/views/prompts.py``).
+
+    ``templates`` hold the prompt of each single-field view with a ``{value}`` placeholder; a
+    missing field gives the template filled with ``missing_value`` (ending in a full stop).
+    The ``global`` view is ``"The product "`` + the ``global_clauses`` of every present field
+    joined by ``", "`` + ``"."``. A field is missing when absent, null or shorter than
+    ``min_field_length`` characters after stripping.
+    """
 
     views: list[str] = field(
         default_factory=lambda: ["title", "brand", "categories", "description", "global"]
     )
+    templates: dict[str, str] = field(
+        default_factory=lambda: {
+            "title": "The product title is {value}.",
+            "brand": "The product brand is {value}.",
+            "categories": "The product categories are {value}.",
+            "description": "The product description is {value}",
+        }
+    )
+    global_clauses: dict[str, str] = field(
+        default_factory=lambda: {
+            "title": "titled {value}",
+            "brand": "by the brand {value}",
+            "categories": "in the categories {value}",
+            "description": "described as {value}",
+        }
+    )
+    missing_value: str = "Missing"
+    min_field_length: int = 2
     out_dir: str = "data/preprocessed"
 
 
@@ -89,9 +120,12 @@ class AdaptConfig:
     epochs: int = 10
     batch_size: int = 64
     lr: float = 5e-4
+    weight_decay: float = 0.05
     val_fraction: float = 0.1
+    eval_view: str = "global"
     seed: int = 0
     out_dir: str = "models/clip"
+    report_dir: str = "reports/adapt"
 
 
 @dataclass(frozen=True)
@@ -103,15 +137,20 @@ class ExtractConfig:
     chunk_combine: Literal["mean", "sum"] = "mean"
     dtype: Literal["float32", "float16"] = "float32"
     out_dir: str = "data/features"
+    cache_dir: str = ".cache/cliper/extract"
 
 
 @dataclass(frozen=True)
 class ClipConfig:
-    """One CLIP model for views and images; shared by adapt and extract."""
+    """One CLIP model for views and images; shared by adapt and extract.
+
+    ``precision``: ``amp`` = autocast on CUDA (plain fp32 on CPU); ``fp16``/``bf16`` cast the
+    weights (CUDA only for fp16); ``fp32`` everywhere.
+    """
 
     model: str = "cliper-tiny"
     pretrained: str | None = None
-    precision: Literal["fp32", "amp", "fp16", "bf16"] = "fp32"
+    precision: Literal["fp32", "amp", "fp16", "bf16"] = "amp"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
@@ -121,9 +160,10 @@ class ClipConfig:
 class FusionConfig:
     """How the text views are fused into one text vector (spec section 3)."""
 
-    name: str = "attention"
-    temperature: float = 0.2
-    normalize: bool = True
+    name: str = "attention"  # attention | self_attention | mean | sum | concat | mlp (cliper.fusion)
+    temperature: float = 0.2  # τ of the attention softmax
+    normalize: bool = True  # L2-normalise views and image before fusing
+    n_heads: int = 4  # heads of the learnable self_attention fusion (must divide the feature width)
 
 
 @dataclass(frozen=True)
@@ -141,7 +181,10 @@ class TrainConfig:
     learning_rate: float = 1e-3
     seed: int = 999
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    progress: bool = True  # tqdm bar per epoch
     out_dir: str = "models/recommender"
+    reports_dir: str = "reports/train"
+    cache_dir: str = ".cache/cliper/train"  # per-run checkpoints (resume after a kill)
 
 
 @dataclass(frozen=True)
@@ -151,6 +194,7 @@ class EvaluateConfig:
     topk: list[int] = field(default_factory=lambda: [5, 10, 20, 50])
     valid_metric: str = "recall@20"
     batch_users: int = 4096
+    cold_start_max_train: int = 5  # cold-start slice: test targets with <= this many train interactions
     out_dir: str = "reports/evaluate"
 
 
@@ -158,8 +202,13 @@ class EvaluateConfig:
 class TrackingConfig:
     """MLflow tracking; ``uri: null`` = local SQLite store in the project (env overrides)."""
 
+    enabled: bool = True  # false: the evaluate stage logs nothing to MLflow (e.g. in unit tests)
     uri: str | None = None
     experiment_prefix: str = "cliper"
+    # Served model (cliper/serving.py): default list length, upper bound, unknown-user policy.
+    serve_k: int = 20
+    max_k: int = 1000
+    unknown_user: Literal["popularity", "error"] = "popularity"
 
 
 @dataclass(frozen=True)
@@ -168,11 +217,17 @@ class PromoteConfig:
 
     metric: str = "recall@20"
     min_gain: float = 0.0
+    # absolute: challenger - champion >= min_gain; relative: (challenger - champion) / champion >= min_gain.
+    min_gain_mode: Literal["absolute", "relative"] = "absolute"
 
 
 @dataclass(frozen=True)
 class OrchestrationConfig:
-    """Prefect settings: schedule, retries and timeouts per task."""
+    """Prefect settings (``flows/``, ``tasks/``): deployment cron, and retries/timeout per stage task.
+
+    Read by the flow at run time and applied with ``Task.with_options``; no DVC stage declares
+    this section, so changing it reruns nothing.
+    """
 
     cron: str = "0 3 * * *"
     retries: int = 1

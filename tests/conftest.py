@@ -85,3 +85,13 @@ def shared_baby() -> Path:
     if not (SHARED_BABY / "baby.inter").exists():
         pytest.skip(f"real Baby data not found at {SHARED_BABY}")
     return SHARED_BABY
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """A temporary local Prefect server for the whole session (~13 s once); yields its API URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield PREFECT_API_URL.value()
