@@ -184,7 +184,10 @@ def _write_reports(
 
 def run(params: Params, root: Path) -> StageResult:
     """Train the configured backbone (grid chosen on valid) and write model + reports."""
+    from cliper.graphs import configure_cache
+
     t = params.train
+    configure_cache(root / t.cache_dir / "graphs")  # item kNN graphs keyed by feature+param hash
     inputs = load_inputs(params, root)
     settings = settings_from(params)
     valid, test = inputs.splits.target("valid"), inputs.splits.target("test")
