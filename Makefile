@@ -25,5 +25,15 @@ test: install
 lint: install
 	$(BIN)/ruff check cliper tasks flows tests benchmarks
 
+# Long-running helpers (each blocks; open a second terminal for the next one).
+ui-mlflow: install      ## MLflow UI on http://127.0.0.1:5000 (runs, metrics, registered models)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+ui-prefect: install     ## Prefect server + UI on http://127.0.0.1:4200
+	$(BIN)/prefect server start --host 127.0.0.1 --port 4200
+
+serve-deployment: install   ## the scheduled `cliper-pipeline` deployment (needs ui-prefect running)
+	PATH=$(CURDIR)/$(BIN):$$PATH PREFECT_API_URL=http://127.0.0.1:4200/api $(BIN)/python -m flows.serve
+
 clean:
 	rm -rf data models reports .cache mlflow.db mlartifacts

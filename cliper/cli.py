@@ -48,13 +48,16 @@ SetOpt = Annotated[
 
 
 def _setup_logging(verbose: bool) -> None:
+    from rich.console import Console
     from rich.logging import RichHandler
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
         datefmt="[%X]",
-        handlers=[RichHandler(show_path=False, rich_tracebacks=False)],
+        handlers=[  # logs on stderr: stdout carries the stage's JSON summary
+            RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False)
+        ],
         force=True,
     )
     for name in QUIET_LOGGERS:  # third-party INFO chatter (GX logs hundreds of lines per run)

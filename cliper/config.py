@@ -117,10 +117,10 @@ class PreprocessConfig:
 class AdaptConfig:
     """Contrastive adaptation of the CLIP model to the catalog (stage ``adapt``)."""
 
-    epochs: int = 10
+    epochs: int = 60
     batch_size: int = 64
-    lr: float = 5e-4
-    weight_decay: float = 0.05
+    lr: float = 3e-4
+    weight_decay: float = 0.0
     val_fraction: float = 0.1
     eval_view: str = "global"
     seed: int = 0
@@ -172,6 +172,8 @@ class TrainConfig:
 
     backbone: str = "freedom"
     fusion: FusionConfig = field(default_factory=FusionConfig)
+    # Extracted text views fed to the fusion (null = all, in extract order); e.g. [title] for an ablation.
+    views: list[str] | None = None
     # Per-backbone overrides of cliper/models/configs/<name>.yaml (list values = grid, chosen on valid).
     backbones: dict[str, dict[str, Any]] = field(default_factory=dict)
     epochs: int = 1000
@@ -344,7 +346,9 @@ def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:  # noqa: C901 - 
                 return _coerce(arg, value, source, key)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{source}: '{key}': {value!r} fits none of {args}")
+        if len(errors) == 1:
+            raise ConfigError(errors[0])
+        raise ConfigError(f"{source}: '{key}': {value!r} fits none of {args}")
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"{source}: '{key}' is {value!r}; choose one of {list(args)}")

@@ -71,17 +71,33 @@ def check_features(text: np.ndarray, image: np.ndarray, views: list[str], n_item
     _check_finite(image_path, image)
 
 
-def load_features(folder: str | Path, n_items: int) -> tuple[Features, str]:
+def select_views(text: np.ndarray, views: list[str], wanted: list[str] | None, folder: Path) -> np.ndarray:
+    """Rows of ``text`` [V, I, D] for the ``wanted`` view names (all when ``wanted`` is None)."""
+    if wanted is None:
+        return text
+    unknown = [v for v in wanted if v not in views]
+    if unknown or not wanted or len(set(wanted)) != len(wanted):
+        raise DataError(
+            f"params.yaml train.views: {wanted!r} must be distinct names among the extracted views {views} "
+            f"({folder / META_FILE}); re-run extract with preprocess.views including them"
+        )
+    return text[[views.index(v) for v in wanted]]
+
+
+def load_features(
+    folder: str | Path, n_items: int, views: list[str] | None = None
+) -> tuple[Features, str]:
     """Load and check ``folder``; returns (features, content hash from ``meta.json``).
 
     Args:
         folder: the extract stage's output folder.
         n_items: item count of the interactions (ids 0..n_items-1).
+        views: the text views to keep, in this order (None = all, in the extract order).
 
     Raises:
         DataError: missing files, shape/view/item-count mismatch or non-finite values.
     """
-    folder = Path(folder)
+    folder, views_wanted = Path(folder), views
     meta_path = folder / META_FILE
     if not meta_path.exists():
         raise DataError(f"{meta_path}: not found (run the extract stage first)")
@@ -92,6 +108,10 @@ def load_features(folder: str | Path, n_items: int) -> tuple[Features, str]:
     text, image = _load_array(folder / TEXT_FILE), _load_array(folder / IMAGE_FILE)
     check_features(text, image, views, n_items, folder)
     content_hash = str(meta.get("content_hash") or io.sha256_array(np.asarray(text), np.asarray(image)))
+    if views_wanted is not None:
+        text = select_views(text, views, views_wanted, folder)
+        content_hash = io.sha256_array(extra={"features": content_hash, "views": views_wanted})
+        views = list(views_wanted)
     features = Features(
         image=torch.from_numpy(np.array(image, dtype=np.float32)),
         text_views=torch.from_numpy(np.array(text, dtype=np.float32)),

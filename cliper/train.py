@@ -276,7 +276,8 @@ class Trainer:
             done_here += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", best=f"{self.state.best_score:.4f}")
-            logger.info(
+            logger.log(  # the bar already shows it; full lines when there is no bar
+                logging.DEBUG if s.progress else logging.INFO,
                 "epoch %d loss %.4f %s %.4f (best %.4f @ %d)",
                 epoch,
                 loss,

@@ -7,7 +7,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from tasks.stages import STAGE_TASKS, check_backbone, select_stages, task_options
+from tasks.stages import STAGE_TASKS, check_run_params, select_stages, task_options
 from tasks.stages import promote as promote_task
 
 
@@ -15,6 +15,7 @@ from tasks.stages import promote as promote_task
 def cliper_pipeline(
     project_dir: str = ".",
     backbone: str | None = None,
+    dataset: str | None = None,
     promote: bool = False,
     stages: list[str] | None = None,
 ) -> list[dict[str, Any]]:
@@ -34,6 +35,8 @@ def cliper_pipeline(
             refused before any stage runs, because DVC tracks ``params.yaml`` and the flow does
             not edit the user's file behind their back; change params.yaml (and commit it) or
             run a DVC experiment with ``dvc exp run -S train.backbone=<name>``.
+        dataset: the catalog, as a check like ``backbone``: it must equal ``params.yaml:
+            ingest.name`` (``None`` = whatever params.yaml says).
         promote: after ``evaluate`` completed in this run (ran or was up to date), run the
             gated promotion ``cliper promote --model <registered model>`` (challenger ->
             champion only when it beats the champion; see ``cliper/registry.py``).
@@ -47,9 +50,11 @@ def cliper_pipeline(
     logger = get_run_logger()
     root = Path(project_dir).resolve()
     selected = select_stages(stages)
-    model_backbone = check_backbone(root, backbone)
+    run = check_run_params(root, backbone, dataset)
     options = task_options(root)
-    logger.info("project %s, backbone %s, stages %s", root, model_backbone, selected)
+    logger.info(
+        "project %s, dataset %s, backbone %s, stages %s", root, run["dataset"], run["backbone"], selected
+    )
     results = [STAGE_TASKS[name].with_options(**options)(str(root)) for name in selected]
     if promote and "evaluate" in selected:
         results.append(promote_task.with_options(**options)(str(root)))
@@ -65,10 +70,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run the CLIPER pipeline once as a Prefect flow.")
     parser.add_argument("--project-dir", default=".")
     parser.add_argument("--backbone", default=None, help="must equal params.yaml train.backbone")
+    parser.add_argument("--dataset", default=None, help="must equal params.yaml ingest.name")
     parser.add_argument("--promote", action="store_true", help="gated promotion after evaluate")
     parser.add_argument("--stages", nargs="+", default=None, help="subset of stages (DAG order kept)")
     args = parser.parse_args(argv)
-    state = cliper_pipeline(args.project_dir, args.backbone, args.promote, args.stages, return_state=True)
+    state = cliper_pipeline(
+        args.project_dir, args.backbone, args.dataset, args.promote, args.stages, return_state=True
+    )
     raise SystemExit(0 if state.is_completed() else 1)
 
 

@@ -71,20 +71,28 @@ def select_stages(stages: Sequence[str] | None) -> list[str]:
     return [s for s in STAGES if s in set(stages)]
 
 
-def check_backbone(project_dir: str | Path, backbone: str | None) -> str:
-    """The backbone of this run: ``params.yaml: train.backbone``, which ``backbone`` must match.
+def check_run_params(
+    project_dir: str | Path, backbone: str | None, dataset: str | None = None
+) -> dict[str, str]:
+    """The backbone and dataset of this run, as ``params.yaml`` sets them; the flow's arguments must match.
+
+    ``backbone`` is checked against ``train.backbone``, ``dataset`` against ``ingest.name``
+    (``None`` = whatever params.yaml says).
 
     Raises:
-        ValueError: ``backbone`` differs from ``params.yaml`` (with how to run it instead).
+        ValueError: an argument differs from ``params.yaml`` (with how to run it instead).
     """
-    configured = load_params(Path(project_dir) / "params.yaml").train.backbone
-    if backbone is None or backbone == configured:
-        return configured
-    raise ValueError(
-        f"backbone {backbone!r} differs from params.yaml train.backbone={configured!r}. DVC tracks "
-        "params.yaml, and this flow does not edit it behind your back. Either set train.backbone in "
-        f"params.yaml (and commit it), or run a DVC experiment: `dvc exp run -S train.backbone={backbone}`."
-    )
+    cfg = load_params(Path(project_dir) / "params.yaml")
+    configured = {"train.backbone": cfg.train.backbone, "ingest.name": cfg.ingest.name}
+    for key, wanted in (("train.backbone", backbone), ("ingest.name", dataset)):
+        if wanted is not None and wanted != configured[key]:
+            raise ValueError(
+                f"{key.split('.')[-1]} {wanted!r} differs from params.yaml {key}={configured[key]!r}. "
+                "DVC tracks params.yaml, and this flow does not edit it behind your back. Either set "
+                f"{key} in params.yaml (and commit it), or run a DVC experiment: "
+                f"`dvc exp run -S {key}={wanted}`."
+            )
+    return {"backbone": configured["train.backbone"], "dataset": configured["ingest.name"]}
 
 
 def _reproduce(stage: str, project_dir: str) -> dict[str, Any]:

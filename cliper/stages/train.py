@@ -114,7 +114,9 @@ def load_inputs(params: Params, root: Path) -> TrainInputs:
     cls = check_names(params, None, None)
     features = feature_hash = None
     if cls.needs_features:
-        features, feature_hash = load_features(root / params.clip.extract.out_dir, splits.n_items)
+        features, feature_hash = load_features(
+            root / params.clip.extract.out_dir, splits.n_items, params.train.views
+        )
         check_names(params, features.text_views.shape[0], features.text_views.shape[2])
     points = expand_grid(dict(params.train.backbones.get(name, {})))
     for point in points:

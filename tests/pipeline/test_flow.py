@@ -16,7 +16,7 @@ import yaml
 
 from cliper.stages import STAGES
 from tasks import artifacts, dvc
-from tasks.stages import STAGE_TASKS, check_backbone, select_stages
+from tasks.stages import STAGE_TASKS, check_run_params, select_stages
 
 FIRST_STAGES = ["demo_data", "ingest", "validate"]
 
@@ -69,12 +69,17 @@ def test_last_json_block_reads_the_printed_decision() -> None:
     assert dvc.last_json_block(["no json here"]) is None
 
 
-def test_backbone_must_match_params(tmp_path: Path) -> None:
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"train": {"backbone": "freedom"}}))
-    assert check_backbone(tmp_path, None) == "freedom"
-    assert check_backbone(tmp_path, "freedom") == "freedom"
+def test_backbone_and_dataset_must_match_params(tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").write_text(
+        yaml.safe_dump({"train": {"backbone": "freedom"}, "ingest": {"name": "Demo"}})
+    )
+    expected = {"backbone": "freedom", "dataset": "Demo"}
+    assert check_run_params(tmp_path, None) == expected
+    assert check_run_params(tmp_path, "freedom", "Demo") == expected
     with pytest.raises(ValueError, match="dvc exp run -S train.backbone=lightgcn"):
-        check_backbone(tmp_path, "lightgcn")
+        check_run_params(tmp_path, "lightgcn")
+    with pytest.raises(ValueError, match="ingest.name='Demo'"):
+        check_run_params(tmp_path, None, "Baby")
 
 
 def test_metrics_markdown_flattens_nested_metrics() -> None:

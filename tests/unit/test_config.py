@@ -22,7 +22,8 @@ def test_repository_params_load_and_match_defaults_types() -> None:
 def test_unknown_key_names_file_key_and_choices(tmp_path: Path) -> None:
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump({"train": {"bakbone": "freedom"}}))
-    with pytest.raises(ConfigError, match=r"params.yaml: unknown key 'train.bakbone'; valid keys here: .*backbone"):
+    expected = r"params.yaml: unknown key 'train.bakbone'; valid keys here: .*backbone"
+    with pytest.raises(ConfigError, match=expected):
         load_params(path)
 
 

@@ -303,3 +303,30 @@ def test_empty_valid_split_fails_before_training(tmp_path):
     df.loc[df["x_label"] == 1, "x_label"] = 0
     with pytest.raises(DataError, match="valid split"):
         run(tiny_params(), make_root(tmp_path, df=df))
+
+
+def test_train_views_selects_a_view_subset_and_keys_the_cache(tmp_path):
+    from cliper.features import load_features
+
+    text, image = tiny_features()
+    write_features(tmp_path, text, image, ["title", "brand", "global"])
+    all_views, all_hash = load_features(tmp_path, N_ITEMS)
+    title, title_hash = load_features(tmp_path, N_ITEMS, ["title"])
+    swapped, swapped_hash = load_features(tmp_path, N_ITEMS, ["global", "title"])
+    assert all_views.view_names == ("title", "brand", "global")
+    assert title.view_names == ("title",) and torch.equal(title.text_views[0], torch.from_numpy(text[0]))
+    assert torch.equal(swapped.text_views[0], torch.from_numpy(text[2]))
+    assert len({all_hash, title_hash, swapped_hash}) == 3  # a view subset never reuses another's cache
+    for bad in (["colour"], [], ["title", "title"]):
+        with pytest.raises(DataError, match="train.views"):
+            load_features(tmp_path, N_ITEMS, bad)
+
+
+def test_train_stage_with_one_view_trains_and_weights_that_view(tmp_path):
+    from cliper.stages.train import run
+
+    multimodal = [m for m in list_models() if get_model_class(m).needs_features]
+    root = make_root(tmp_path)
+    run(tiny_params(backbone=multimodal[0], epochs=1, views=["brand"]), root)
+    weights = pd.read_csv(root / "reports/train/view_weights.csv")
+    assert set(weights["view"]) == {"brand"} and np.allclose(weights["weight"], 1.0)
