@@ -8,11 +8,15 @@ Runs the real ``train`` stage (``cliper.stages.train.run``) on the project's cur
 (``dvc repro`` first: interactions in ``ingest.out_dir``, features in ``clip.extract.out_dir``),
 once per (arm, seed), with the arm's params as overrides; models and reports go under
 ``--work`` so the pipeline's own outputs are untouched. ``--extended`` adds the other fusions
-(mean, sum, concat, mlp, self_attention) and VBPR/BM3 as an ablation table.
+(mean, sum, concat, mlp, self_attention) and VBPR/BM3 as an ablation table. ``--diagnose``
+answers "is the catalog's signal or the model wrong?": FREEDOM fed *oracle* features (one-hot
+of the demo's latent visual / textual attributes from ``truth.json``), fed pure noise, and
+without edge dropout.
 
 Usage::
 
     python benchmarks/demo_quality.py                   # 3 arms x 3 seeds
+    python benchmarks/demo_quality.py --diagnose        # + oracle / noise / no-dropout arms
     python benchmarks/demo_quality.py --extended --seeds 1 2 3
 """
 
@@ -48,6 +52,53 @@ EXTENDED: dict[str, dict[str, Any]] = {
     "bm3+cliper(attention)": {"train.backbone": "bm3"},
     "bpr": {"train.backbone": "bpr"},
 }
+
+
+ORACLE_DIR = ".cache/cliper/bench/oracle_features"
+VISUAL = ("colour", "shape", "pattern", "size")  # what the demo images draw
+TEXTUAL = ("brand", "category", "material", "price_band")  # what the demo text states
+NOISE_DIR = ".cache/cliper/bench/noise_features"
+DIAGNOSIS: dict[str, dict[str, Any]] = {
+    "freedom oracle features": {"train.backbone": "freedom", "clip.extract.out_dir": ORACLE_DIR},
+    "freedom noise features": {"train.backbone": "freedom", "clip.extract.out_dir": NOISE_DIR},
+    "freedom dropout 0.0": {"train.backbone": "freedom", "train.backbones": {"freedom": {"dropout": 0.0}}},
+    "freedom oracle, dropout 0.0": {
+        "train.backbone": "freedom",
+        "clip.extract.out_dir": ORACLE_DIR,
+        "train.backbones": {"freedom": {"dropout": 0.0}},
+    },
+}
+
+
+def write_diagnosis_features(root: Path) -> None:
+    """Oracle features (the demo's latent attributes, one-hot) and same-shape noise features.
+
+    Oracle image = one-hot of the visual attributes; oracle text (one view, "oracle") = one-hot of
+    the textual ones, in one shared space so text and image have one width, items in ingest order.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from cliper.features import write_features
+
+    params = load_params(root / "params.yaml")
+    truth = io.read_json(root / params.demo.out_dir / "truth.json")
+    asins = pd.read_parquet(root / params.ingest.out_dir / "items.parquet", columns=["asin"])["asin"]
+    names = list(VISUAL + TEXTUAL)
+    offsets = np.cumsum([0] + [len(truth["values"][n]) for n in names])
+    codes = {n: {v: offsets[i] + j for j, v in enumerate(truth["values"][n])} for i, n in enumerate(names)}
+    image = np.zeros((len(asins), offsets[-1]), np.float32)
+    text = np.zeros_like(image)
+    for row, asin in enumerate(asins):
+        attrs = truth["items"][asin]
+        for name in VISUAL:
+            image[row, codes[name][attrs[name]]] = 1.0
+        for name in TEXTUAL:
+            text[row, codes[name][attrs[name]]] = 1.0
+    write_features(root / ORACLE_DIR, text[None], image, ["oracle"])
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=(2, *image.shape)).astype(np.float32)
+    write_features(root / NOISE_DIR, noise[:1], noise[1], ["noise"])
 
 
 def run_arm(name: str, overrides: dict[str, Any], seed: int, work: Path) -> dict[str, Any]:
@@ -137,11 +188,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[999, 1000, 1001])
     parser.add_argument("--extended", action="store_true", help="add the fusion/backbone ablation arms")
+    parser.add_argument(
+        "--diagnose", action="store_true", help="add oracle/noise-feature and no-dropout FREEDOM arms"
+    )
     parser.add_argument("--work", type=Path, default=REPO / ".cache" / "cliper" / "bench" / "demo_quality")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    arms = ARMS | (EXTENDED if args.extended else {})
+    arms = ARMS | (EXTENDED if args.extended else {}) | (DIAGNOSIS if args.diagnose else {})
+    if args.diagnose:
+        write_diagnosis_features(REPO)
     records = []
     for name, overrides in arms.items():
         for seed in args.seeds:

@@ -44,8 +44,8 @@ class DemoConfig:
     name: str = "Demo"
     seed: int = 2024
     scale: float = 1.0
-    n_items: int = 600
-    n_users: int = 900
+    n_items: int = 2000
+    n_users: int = 1200
     image_size: int = 64
 
 
@@ -117,7 +117,7 @@ class PreprocessConfig:
 class AdaptConfig:
     """Contrastive adaptation of the CLIP model to the catalog (stage ``adapt``)."""
 
-    epochs: int = 60
+    epochs: int = 18
     batch_size: int = 64
     lr: float = 3e-4
     weight_decay: float = 0.0

@@ -79,6 +79,17 @@ def tiny_project(tmp_path: Path) -> Path:
     return make_project(tmp_path / "project", tiny_params())
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module: the test machine's 2 cores are shared, oversubscription is slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def shared_baby() -> Path:
     """The real Amazon Baby folder beside the checkout; skips cleanly when absent."""

@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 
 from cliper.config import load_params
@@ -19,12 +18,7 @@ RNG = np.random.default_rng(11)
 WORDS = ["soft", "cotton", "blanket", "washable", "warm", "baby", "gentle", "fabric", "large", "cozy"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _write_images(img: object) -> dict[str, str]:

@@ -31,12 +31,7 @@ COLOURS = {
 NOUNS = ["ball", "cup", "hat", "sock"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def colour_catalog(root, n_items: int = 96, size: int = 32) -> pd.DataFrame:

@@ -10,14 +10,7 @@ from cliper.clip.encode import can_trim, encode_text_trimmed, pad_tokens
 from cliper.clip.load import load_clip, save_checkpoint
 from cliper.errors import CliperError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: the test machine's 2 cores are shared, oversubscription is slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -22,12 +22,7 @@ from cliper.views.prompts import BpeTokenizer
 N_ITEMS = 14
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _params(**overrides):
