@@ -180,6 +180,22 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
             f"- {g['better']} vs {g['worse']}: {g['gain']:+.1%} ({verdict}; better on "
             f"{g['seeds_won']}/{len(meta['seeds'])} seeds)"
         )
+    arms = summary["arms"]
+    if "freedom oracle features" in arms:
+        def rel(a: str, b: str) -> str:
+            return f"{arms[a]['mean'] / arms[b]['mean'] - 1:+.1%}"
+
+        lines += [
+            "",
+            "Diagnosis (signal or model?):",
+            "",
+            f"- FREEDOM with oracle features vs LightGCN: {rel('freedom oracle features', 'lightgcn')} "
+            "(the catalog carries content signal the backbone can use when the features hold it)",
+            "- FREEDOM with CLIP features vs with noise: "
+            f"{rel('freedom+cliper(attention)', 'freedom noise features')}; "
+            f"vs oracle: {rel('freedom+cliper(attention)', 'freedom oracle features')} "
+            "(how much of that signal the adapted CLIP features recover)",
+        ]
     return "\n".join(lines) + "\n"
 
 

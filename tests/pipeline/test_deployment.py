@@ -71,7 +71,9 @@ def test_applied_deployment_is_registered_with_its_schedule(prefect_server: str,
     assert dep.parameters["project_dir"] == str(project.resolve())
     assert dep.entrypoint.endswith("flows/pipeline.py:cliper_pipeline")
     assert dep.global_concurrency_limit is not None and dep.global_concurrency_limit.limit == 1
-    assert set(dep.parameter_openapi_schema["properties"]) == {"project_dir", "backbone", "promote", "stages"}
+    assert set(dep.parameter_openapi_schema["properties"]) == {
+        "project_dir", "backbone", "dataset", "promote", "stages"
+    }
 
 
 @pytest.mark.slow
