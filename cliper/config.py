@@ -121,6 +121,8 @@ class AdaptConfig:
     batch_size: int = 64
     lr: float = 3e-4
     weight_decay: float = 0.0
+    # Weight of a text-text InfoNCE between two different views of the same item (0 = image-text only).
+    text_weight: float = 0.0
     val_fraction: float = 0.1
     eval_view: str = "global"
     seed: int = 0

@@ -4,7 +4,10 @@ Objective: CLIP's symmetric InfoNCE (Radford et al., 2021). For a batch of B ite
 L2-normalised image embeddings ``u_i`` and text embeddings ``v_i``, logits
 ``z_ij = exp(s) * u_i . v_j`` with a learnable logit scale ``s`` (clamped at ln 100 as in
 CLIP), loss ``(CE(z, diag) + CE(z^T, diag)) / 2``. Each step pairs every item's image with
-one of its text views drawn at random (seeded), so all views are learned. A seeded fraction
+one of its text views drawn at random (seeded), so all views are learned. With
+``text_weight > 0`` a second, different view of each item is drawn and a text-text InfoNCE
+between the two views (same item = positive) is added with that weight: it makes the text
+encoder keep what the views share but the image cannot show (brand, material). A seeded fraction
 of the items (``val_fraction``) is held out; image->text and text->image Recall@1/@10 on the
 held-out items (text = ``eval_view``) are measured before and after, next to chance (k/n).
 """
@@ -116,8 +119,20 @@ def retrieval(
     return out
 
 
+def _info_nce(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE of normalised rows ``a`` and ``b`` (row i of each = one positive pair)."""
+    logits = scale * a @ b.T
+    target = torch.arange(len(a), device=a.device)
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+
 def _train_step(
-    loaded: LoadedClip, opt: torch.optim.Optimizer, images: torch.Tensor, tokens: torch.Tensor
+    loaded: LoadedClip,
+    opt: torch.optim.Optimizer,
+    images: torch.Tensor,
+    tokens: torch.Tensor,
+    other_tokens: torch.Tensor | None = None,
+    text_weight: float = 0.0,
 ) -> float:
     model = loaded.model
     # bf16 autocast for training on CUDA (no loss scaler needed); a no-op on CPU.
@@ -125,9 +140,11 @@ def _train_step(
     with torch.autocast(loaded.device.type, dtype=torch.bfloat16, enabled=amp):
         img = F.normalize(model.encode_image(images.to(loaded.device)).float(), dim=-1)
         txt = _encode_texts(loaded, tokens)
-    logits = model.logit_scale.exp().float() * img @ txt.T
-    target = torch.arange(len(img), device=img.device)
-    loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+        other = _encode_texts(loaded, other_tokens) if other_tokens is not None else None
+    scale = model.logit_scale.exp().float()
+    loss = _info_nce(img, txt, scale)
+    if other is not None:
+        loss = loss + text_weight * _info_nce(txt, other, scale)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -184,7 +201,11 @@ def adapt_clip(
         losses = []
         for batch, items in loader:
             views = torch.randint(n_views, (len(items),), generator=gen)
-            losses.append(_train_step(loaded, opt, batch, tokens[items, views]))
+            other = None
+            if cfg.text_weight > 0 and n_views > 1:  # a different view of the same item
+                shift = torch.randint(1, n_views, (len(items),), generator=gen)
+                other = tokens[items, (views + shift) % n_views]
+            losses.append(_train_step(loaded, opt, batch, tokens[items, views], other, cfg.text_weight))
         result.losses.append(float(np.mean(losses)))
         bar.set_postfix(loss=f"{result.losses[-1]:.3f}")
     model.eval()

@@ -114,3 +114,38 @@ def test_stage_writes_checkpoint_and_report_and_epochs_zero_keeps_weights(tmp_pa
         torch.equal(a, b)
         for a, b in zip(start.model.state_dict().values(), saved.model.state_dict().values(), strict=True)
     )
+
+
+def _noun_agreement(loaded, items: pd.DataFrame, val: np.ndarray) -> float:
+    """Share of held-out titles whose nearest held-out description names the same noun."""
+    from cliper.clip.adapt import _encode_texts
+
+    titles = [f"The product title is {t}." for t in items["title"].iloc[val]]
+    descriptions = [f"The product description is {d}" for d in items["description"].iloc[val]]
+    with torch.inference_mode():
+        a = _encode_texts(loaded, loaded.tokenizer(titles))
+        b = _encode_texts(loaded, loaded.tokenizer(descriptions))
+    sim = a @ b.T
+    sim.fill_diagonal_(-2.0)  # the item's own description would make it trivial
+    nouns = items["title"].iloc[val].str.split().str[-1].to_numpy()
+    return float(np.mean(nouns == nouns[sim.argmax(dim=1).numpy()]))
+
+
+def test_text_weight_keeps_what_only_the_texts_share(tmp_path):
+    """The noun is in every text view but never in the image: only the text-text term learns it."""
+    items = colour_catalog(tmp_path)
+    texts = np.array(
+        [
+            [f"The product title is {t}." for t in items["title"]],
+            [f"The product description is {d}" for d in items["description"]],
+        ]
+    )
+    agreement = {}
+    for weight in (0.0, 1.0):
+        loaded = load_clip("cliper-tiny", None, "fp32", "cpu", seed=0)
+        images = image_dataset(loaded, [tmp_path / p for p in items["image_path"]])
+        cfg = AdaptConfig(epochs=7, batch_size=24, lr=3e-4, val_fraction=0.25, seed=0, text_weight=weight)
+        result = adapt_clip(loaded, texts, images, cfg, eval_view=0)
+        assert np.isfinite(result.losses).all()
+        agreement[weight] = _noun_agreement(loaded, items, split_items(len(items), 0.25, 0)[1])
+    assert agreement[1.0] > agreement[0.0] + 0.15, agreement  # measured: 0.33 -> 0.58
