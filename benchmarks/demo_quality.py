@@ -55,11 +55,16 @@ EXTENDED: dict[str, dict[str, Any]] = {
 
 
 ORACLE_DIR = ".cache/cliper/bench/oracle_features"
-VISUAL = ("colour", "shape", "pattern", "size")  # what the demo images draw
+VISUAL = ("colour", "shape", "pattern", "size", "brand", "material")  # what the demo images draw
 TEXTUAL = ("brand", "category", "material", "price_band")  # what the demo text states
 NOISE_DIR = ".cache/cliper/bench/noise_features"
+VISUAL_ORACLE_DIR = ".cache/cliper/bench/visual_oracle_features"
 DIAGNOSIS: dict[str, dict[str, Any]] = {
     "freedom oracle features": {"train.backbone": "freedom", "clip.extract.out_dir": ORACLE_DIR},
+    "freedom visual-oracle features": {
+        "train.backbone": "freedom",
+        "clip.extract.out_dir": VISUAL_ORACLE_DIR,
+    },
     "freedom noise features": {"train.backbone": "freedom", "clip.extract.out_dir": NOISE_DIR},
     "freedom dropout 0.0": {"train.backbone": "freedom", "train.backbones": {"freedom": {"dropout": 0.0}}},
     "freedom oracle, dropout 0.0": {
@@ -75,6 +80,8 @@ def write_diagnosis_features(root: Path) -> None:
 
     Oracle image = one-hot of the visual attributes; oracle text (one view, "oracle") = one-hot of
     the textual ones, in one shared space so text and image have one width, items in ingest order.
+    The visual oracle gives the text view only what the image shows: the best an encoder that
+    learned the texts from the images alone could do.
     """
     import numpy as np
     import pandas as pd
@@ -84,7 +91,7 @@ def write_diagnosis_features(root: Path) -> None:
     params = load_params(root / "params.yaml")
     truth = io.read_json(root / params.demo.out_dir / "truth.json")
     asins = pd.read_parquet(root / params.ingest.out_dir / "items.parquet", columns=["asin"])["asin"]
-    names = list(VISUAL + TEXTUAL)
+    names = list(dict.fromkeys(VISUAL + TEXTUAL))
     offsets = np.cumsum([0] + [len(truth["values"][n]) for n in names])
     codes = {n: {v: offsets[i] + j for j, v in enumerate(truth["values"][n])} for i, n in enumerate(names)}
     image = np.zeros((len(asins), offsets[-1]), np.float32)
@@ -96,6 +103,7 @@ def write_diagnosis_features(root: Path) -> None:
         for name in TEXTUAL:
             text[row, codes[name][attrs[name]]] = 1.0
     write_features(root / ORACLE_DIR, text[None], image, ["oracle"])
+    write_features(root / VISUAL_ORACLE_DIR, image[None], image, ["visual_oracle"])
     rng = np.random.default_rng(0)
     noise = rng.normal(size=(2, *image.shape)).astype(np.float32)
     write_features(root / NOISE_DIR, noise[:1], noise[1], ["noise"])
@@ -191,6 +199,9 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
             "",
             f"- FREEDOM with oracle features vs LightGCN: {rel('freedom oracle features', 'lightgcn')} "
             "(the catalog carries content signal the backbone can use when the features hold it)",
+            "- FREEDOM with visual-only oracle features vs LightGCN: "
+            f"{rel('freedom visual-oracle features', 'lightgcn')} (the ceiling for features that hold only "
+            "what the image shows)",
             "- FREEDOM with CLIP features vs with noise: "
             f"{rel('freedom+cliper(attention)', 'freedom noise features')}; "
             f"vs oracle: {rel('freedom+cliper(attention)', 'freedom oracle features')} "

@@ -1,9 +1,11 @@
 """Product images of the demo catalog: one coloured, patterned shape on a pale background.
 
-The image shows the item's colour, shape and pattern (latent attributes that users may have a
-taste for) plus nuisance variation (background tint, size, position, rotation), drawn with PIL
-at twice the size and downsampled for anti-aliasing, then encoded as JPEG. Rendering depends
-only on ``rng`` draws, so the same seed gives byte-identical files.
+The image shows the item's colour, shape and pattern, its material as a surface texture and
+its brand as a logo badge in the top-right corner, as real product photos show packaging
+logos and materials (latent attributes that users may have a taste for), plus nuisance
+variation (background tint, size, position, rotation). Drawn with PIL at twice the size and
+downsampled for anti-aliasing, then encoded as JPEG. Rendering depends only on ``rng`` draws,
+so the same seed gives byte-identical files.
 """
 
 from __future__ import annotations
@@ -15,11 +17,16 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-from cliper.data.demo_vocab import COLOURS
+from cliper.data.demo_vocab import BRANDS, COLOURS
 
 SUPERSAMPLE = 2
 SIZE_FRACTION = {"small": 0.5, "medium": 0.66, "large": 0.82}
 JPEG_QUALITY = 90
+# Brand logo: a glyph (3 shapes) in one of 5 ink colours on a white tile -> 15 distinct badges.
+BADGE_FRACTION = 0.26  # badge side / image side
+BADGE_INKS = ((20, 30, 110), (190, 20, 40), (225, 170, 0), (0, 130, 120), (120, 40, 150))
+BADGE_GLYPHS = ("disc", "bar", "wedge")
+TEXTURE_ALPHA = 0.45  # how strongly the material texture shows over the fill
 
 
 def _polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> list[tuple[float, float]]:
@@ -73,6 +80,54 @@ def _pattern_layer(
     return layer
 
 
+def _texture_layer(side: int, fill: Image.Image, material: str, rng: np.random.Generator) -> Image.Image:
+    """The fill with the material's surface drawn over it (blended at :data:`TEXTURE_ALPHA`)."""
+    tex = fill.copy()
+    draw = ImageDraw.Draw(tex)
+    step = side / 16.0
+    if material == "cotton":  # soft speckle
+        grain = rng.integers(0, 2, size=(side // 2, side // 2)).astype(np.uint8) * 255
+        noise = Image.fromarray(grain).resize((side, side), Image.Resampling.NEAREST)
+        tex = Image.composite(Image.new("RGB", (side, side), (255, 255, 255)), tex, noise)
+    elif material == "wood":  # thin brown horizontal grain
+        for k in range(17):
+            y = k * step + float(rng.uniform(-1, 1))
+            draw.line([(0, y), (side, y + step * 0.4)], fill=(160, 110, 60), width=max(1, side // 32))
+    elif material == "bamboo":  # vertical stalks with nodes
+        for k in range(0, 17, 3):
+            x = k * step
+            draw.rectangle([x, 0, x + step * 0.5, side], fill=(200, 210, 140))
+            for y in range(0, side, int(step * 4)):
+                draw.rectangle([x - step * 0.3, y, x + step * 0.8, y + step * 0.4], fill=(120, 140, 60))
+    elif material == "silicone":  # glossy highlight
+        draw.ellipse([side * 0.15, side * 0.12, side * 0.6, side * 0.4], fill=(255, 255, 255))
+    else:  # plastic: hard dark rim lines
+        for k in range(1, 8, 2):
+            inset = k * side / 16.0
+            draw.rectangle([inset, inset, side - inset, side - inset], outline=(20, 20, 20), width=2)
+    return Image.blend(fill, tex, TEXTURE_ALPHA)
+
+
+def _brand_badge(canvas: Image.Image, brand: str) -> None:
+    """Draw the brand's logo badge in the top-right corner of ``canvas`` (in place)."""
+    if brand not in BRANDS:
+        return
+    code = BRANDS.index(brand)
+    ink, glyph = BADGE_INKS[code % len(BADGE_INKS)], BADGE_GLYPHS[code // len(BADGE_INKS) % len(BADGE_GLYPHS)]
+    side = canvas.size[0]
+    b = side * BADGE_FRACTION
+    x0, y0 = side - b - side * 0.03, side * 0.03
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle([x0, y0, x0 + b, y0 + b], fill=(255, 255, 255), outline=(200, 200, 200))
+    m = b * 0.18
+    if glyph == "disc":
+        draw.ellipse([x0 + m, y0 + m, x0 + b - m, y0 + b - m], fill=ink)
+    elif glyph == "bar":
+        draw.rectangle([x0 + m, y0 + b * 0.35, x0 + b - m, y0 + b * 0.65], fill=ink)
+    else:
+        draw.polygon([(x0 + m, y0 + b - m), (x0 + b - m, y0 + b - m), (x0 + b / 2, y0 + m)], fill=ink)
+
+
 def render_image(item: dict, image_size: int, rng: np.random.Generator) -> bytes:
     """JPEG bytes of ``item``'s picture (``image_size`` pixels square)."""
     side = image_size * SUPERSAMPLE
@@ -92,7 +147,9 @@ def render_image(item: dict, image_size: int, rng: np.random.Generator) -> bytes
     else:
         draw.polygon(_polygon(item["shape"], cx, cy, r, angle), fill=255)
     canvas = Image.new("RGB", (side, side), background)
-    canvas.paste(_pattern_layer(side, colour, item["pattern"], rng), (0, 0), mask)
+    fill = _pattern_layer(side, colour, item["pattern"], rng)
+    canvas.paste(_texture_layer(side, fill, item.get("material", ""), rng), (0, 0), mask)
+    _brand_badge(canvas, item.get("brand", ""))
     canvas = canvas.reduce(SUPERSAMPLE)  # box filter: anti-aliased edges
     buf = io.BytesIO()
     canvas.save(buf, format="JPEG", quality=JPEG_QUALITY)

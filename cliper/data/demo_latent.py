@@ -37,8 +37,9 @@ K_CORE = 5
 MIN_PER_USER, MAX_PER_USER = 8, 25
 
 # taste type -> (share of users, attributes it names); chosen so that the title alone reveals
-# the category and (sometimes) colour, the image reveals colour/shape/pattern, and only the
-# brand field or the description reveal brand and material.
+# the category and (sometimes) colour, the image reveals colour/shape/pattern plus the brand
+# (logo badge) and material (texture), and the brand field or the description state brand and
+# material in words.
 TASTE_TYPES: dict[str, tuple[float, tuple[str, ...]]] = {
     "colour_shape": (0.22, ("colour", "shape")),
     "pattern_colour": (0.18, ("pattern", "colour")),

@@ -122,6 +122,19 @@ def test_image_shows_the_item_colour(catalog: Path, truth: dict) -> None:
     assert hits >= 0.8 * len(ok)
 
 
+def test_image_badge_identifies_the_brand(catalog: Path, truth: dict) -> None:
+    """The logo badge (top-right corner) is the same for one brand and differs between brands."""
+    corner: dict[str, list[np.ndarray]] = defaultdict(list)
+    for asin, item in truth["items"].items():
+        if item["image"] == "ok":
+            pixels = np.asarray(Image.open(catalog / "images" / f"{asin}.jpg").convert("RGB"), dtype=float)
+            corner[item["brand"]].append(pixels[2:9, 23:30].reshape(-1))  # inside the badge at 32 px
+    means = {brand: np.mean(rows, axis=0) for brand, rows in corner.items()}
+    within = np.mean([np.abs(r - means[b]).mean() for b, rows in corner.items() for r in rows])
+    between = np.mean([np.abs(means[a] - means[b]).mean() for a in means for b in means if a < b])
+    assert len(means) >= 5 and between > 3 * within, (within, between)
+
+
 def test_every_user_and_item_survives_a_5_core(reviews: list[dict], truth: dict) -> None:
     users = Counter(v["reviewerID"] for v in reviews)
     items = Counter(v["asin"] for v in reviews)
