@@ -97,6 +97,20 @@ def write_npy(path: str | Path, array: np.ndarray) -> Path:
     return Path(path)
 
 
+def write_torch(path: str | Path, obj: Any) -> Path:
+    """``torch.save`` atomically; the bytes depend only on ``obj``, not on the (temporary) path.
+
+    ``torch.save`` to a path names the zip's inner folder after the file, so a random temp name
+    would change the bytes (and the DVC hash) of identical weights; a file object does not.
+    """
+    import torch
+
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(obj, handle)
+    return path
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     """Hex SHA-256 of a file's bytes."""
     digest = hashlib.sha256()

@@ -22,7 +22,7 @@ import open_clip
 import torch
 
 from cliper.errors import CliperError
-from cliper.io import atomic_path, sha256_file
+from cliper.io import sha256_file, write_torch
 
 log = logging.getLogger(__name__)
 
@@ -158,9 +158,7 @@ def save_checkpoint(model: torch.nn.Module, path: str | Path) -> str:
         k: v.detach().float().cpu() if v.is_floating_point() else v.detach().cpu()
         for k, v in model.state_dict().items()
     }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-    return sha256_file(path)
+    return sha256_file(write_torch(path, state))
 
 
 @contextlib.contextmanager

@@ -195,8 +195,7 @@ class Recommender(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
-        with io.atomic_path(directory / MODEL_FILE) as tmp:
-            torch.save(state, tmp)
+        io.write_torch(directory / MODEL_FILE, state)
         meta = {
             "name": self.name,
             "config": self.config,

@@ -40,6 +40,13 @@ def test_checkpoint_round_trip_through_pretrained_path(tiny, tmp_path):
         assert torch.equal(a, b)
 
 
+def test_checkpoint_bytes_do_not_depend_on_the_path(tiny, tmp_path):
+    """Same weights -> same file hash wherever it is written (DVC sees an unchanged output)."""
+    first = save_checkpoint(tiny.model, tmp_path / "a" / "model.bin")
+    second = save_checkpoint(tiny.model, tmp_path / "b" / "other_name.bin")
+    assert first == second
+
+
 def test_same_seed_same_random_init():
     a = load_clip("cliper-tiny", None, "fp32", "cpu", seed=5)
     b = load_clip("cliper-tiny", None, "fp32", "cpu", seed=5)
