@@ -45,7 +45,8 @@ def load_trained(params: Params, root: Path) -> tuple[Recommender, Splits, dict[
     data = InteractionData(splits.n_users, splits.n_items, splits.users["train"], splits.items["train"])
     features = None
     if get_model_class(meta["backbone"]).needs_features:
-        features, _ = load_features(root / params.clip.extract.out_dir, splits.n_items)
+        # the views the model was trained on (train.views), in its order
+        features, _ = load_features(root / params.clip.extract.out_dir, splits.n_items, meta.get("views"))
     try:
         model = Recommender.load(model_dir, data, features)
     except ValueError as exc:

@@ -232,6 +232,7 @@ def run(params: Params, root: Path) -> StageResult:
         "grid": result.points,
         "valid_metric": settings.valid_metric,
         "fusion_config": to_dict(t.fusion),
+        "views": list(inputs.features.view_names) if inputs.features is not None else None,
         "seed": t.seed,
     }
     out_dir = root / t.out_dir

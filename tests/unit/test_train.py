@@ -327,6 +327,13 @@ def test_train_stage_with_one_view_trains_and_weights_that_view(tmp_path):
 
     multimodal = [m for m in list_models() if get_model_class(m).needs_features]
     root = make_root(tmp_path)
-    run(tiny_params(backbone=multimodal[0], epochs=1, views=["brand"]), root)
+    trained = run(tiny_params(backbone=multimodal[0], epochs=1, views=["brand"]), root)
     weights = pd.read_csv(root / "reports/train/view_weights.csv")
     assert set(weights["view"]) == {"brand"} and np.allclose(weights["weight"], 1.0)
+
+    from cliper.stages.evaluate import run as evaluate  # reloads the model with the same view
+
+    (root / "data/preprocessed").mkdir(parents=True)
+    pd.DataFrame({"item_id": [0]}).to_csv(root / "data/preprocessed/missing_images.csv", index=False)
+    ev = evaluate(tiny_params(backbone=multimodal[0]), root)
+    assert ev.metrics["test_recall@10"] == pytest.approx(trained.metrics["test_recall@10"])
