@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cliper.csr import build_csr, expand_rows
 from cliper.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -111,23 +112,6 @@ class Splits:
         )
 
 
-def _csr(n_rows: int, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(indptr, cols sorted by row then col) of a row-compressed 0/1 matrix."""
-    order = np.lexsort((cols, rows))
-    counts = np.bincount(rows, minlength=n_rows)
-    indptr = np.zeros(n_rows + 1, dtype=np.int64)
-    np.cumsum(counts, out=indptr[1:])
-    return indptr, cols[order].astype(np.int64)
-
-
-def _ragged(indptr: np.ndarray, cols: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(position in ``rows``, column) of every stored entry of the selected CSR rows (vectorised)."""
-    starts, lens = indptr[rows], indptr[rows + 1] - indptr[rows]
-    row_pos = np.repeat(np.arange(len(rows)), lens)
-    offsets = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
-    return row_pos, cols[np.repeat(starts, lens) + offsets]
-
-
 @dataclass(frozen=True)
 class EvalTarget:
     """Evaluated users, their target items (CSR) and their train items to mask (CSR over all users)."""
@@ -150,12 +134,12 @@ class EvalTarget:
         eval_items: np.ndarray,
     ) -> EvalTarget:
         """Group target pairs by user (users without targets are dropped) and index the train mask."""
-        mask_indptr, mask_items = _csr(
+        mask_indptr, mask_items = build_csr(
             n_users, np.asarray(train_users, np.int64), np.asarray(train_items, np.int64)
         )
         eval_users = np.asarray(eval_users, np.int64)
         users, inverse = np.unique(eval_users, return_inverse=True)
-        t_indptr, t_items = _csr(len(users), inverse.astype(np.int64), np.asarray(eval_items, np.int64))
+        t_indptr, t_items = build_csr(len(users), inverse.astype(np.int64), np.asarray(eval_items, np.int64))
         return cls(int(n_items), users, t_indptr, t_items, mask_indptr, mask_items)
 
     @property
@@ -229,12 +213,12 @@ def rank_hits(
         stop = min(start + batch_users, target.n_users)
         users = target.users[start:stop]
         scores = score_fn(torch.as_tensor(users, device=device)).float().clone()
-        rows, cols = _ragged(target.mask_indptr, target.mask_items, users)
+        rows, cols = expand_rows(target.mask_indptr, target.mask_items, users)
         dev = scores.device
         scores[torch.as_tensor(rows, device=dev), torch.as_tensor(cols, device=dev)] = -torch.inf
         top = torch.topk(scores, max_k, dim=1).indices
         truth = torch.zeros_like(scores, dtype=torch.bool)
-        t_rows, t_cols = _ragged(target.target_indptr, target.target_items, np.arange(start, stop))
+        t_rows, t_cols = expand_rows(target.target_indptr, target.target_items, np.arange(start, stop))
         truth[torch.as_tensor(t_rows, device=dev), torch.as_tensor(t_cols, device=dev)] = True
         out[start:stop] = torch.gather(truth, 1, top).cpu().numpy()
     return out

@@ -32,6 +32,7 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
 
+from cliper.csr import build_csr, expand_rows
 from cliper.io import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -50,14 +51,6 @@ SCORE_BATCH_ROWS = 1024  # request rows scored at once
 
 
 # --------------------------------------------------------------------------- artifacts
-
-
-def seen_csr(users: np.ndarray, items: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray]:
-    """Interactions -> CSR (``indptr`` [U+1], ``indices`` sorted per user), vectorised."""
-    order = np.lexsort((items, users))
-    counts = np.bincount(users, minlength=n_users)
-    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    return indptr, items[order].astype(np.int64)
 
 
 def write_serving_artifacts(model_dir: Path, ingest_dir: Path, out_dir: Path) -> dict[str, str]:
@@ -85,7 +78,7 @@ def write_serving_artifacts(model_dir: Path, ingest_dir: Path, out_dir: Path) ->
         )
     train = inter[inter["x_label"] == TRAIN_LABEL]
     u, i = train["user_id"].to_numpy(np.int64), train["item_id"].to_numpy(np.int64)
-    indptr, indices = seen_csr(u, i, n_users)
+    indptr, indices = build_csr(n_users, u, i)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: out_dir / fname for name, fname in ARTIFACT_FILES.items()}
     with atomic_path(paths[EMBEDDINGS]) as tmp, open(tmp, "wb") as fh:
@@ -117,15 +110,6 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     # A stable sort on -score breaks ties by item id, so results are deterministic.
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return order, np.take_along_axis(scores, order, axis=1)
-
-
-def mask_seen(scores: np.ndarray, indptr: np.ndarray, indices: np.ndarray, users: np.ndarray,
-              rows: np.ndarray) -> None:
-    """Set ``scores[rows[j], item] = -inf`` for every train item of ``users[j]`` (vectorised)."""
-    starts, lengths = indptr[users], indptr[users + 1] - indptr[users]
-    row_ix = np.repeat(rows, lengths)
-    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    scores[row_ix, indices[np.repeat(starts, lengths) + offsets]] = -np.inf
 
 
 class TopKRecommender(mlflow.pyfunc.PythonModel):
@@ -187,7 +171,8 @@ class TopKRecommender(mlflow.pyfunc.PythonModel):
             rows = rows_all[start : start + SCORE_BATCH_ROWS]
             scores = self.user_emb[users[rows]] @ self.item_emb.T
             sub = np.flatnonzero(exclude[rows])
-            mask_seen(scores, self.indptr, self.indices, users[rows[sub]], sub)
+            seen_pos, seen_items = expand_rows(self.indptr, self.indices, users[rows[sub]])
+            scores[sub[seen_pos], seen_items] = -np.inf  # the user's train items
             items, vals = top_k(scores, int(ks[rows].max()))
             for pos, row in enumerate(rows):  # one list per request row (the output format)
                 keep = np.isfinite(vals[pos, : ks[row]])
