@@ -309,7 +309,7 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
     """Nested dataclass/dict -> ``{"a.b.c": value}``."""
     data = to_dict(obj)
     if not isinstance(data, dict):
-        return {prefix: data}
+        return {prefix or "value": data}
     out: dict[str, Any] = {}
     for key, value in data.items():
         name = f"{prefix}.{key}" if prefix else str(key)

@@ -14,7 +14,7 @@ from typing import Any
 
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
-from cliper.config import load_params
+from cliper.config import flatten, load_params
 from tasks.dvc import StageFailed, StageOutcome
 
 MAX_ROWS = 80
@@ -28,22 +28,10 @@ def artifact_key(stage: str, suffix: str = "") -> str:
     return key.replace("_", "-").lower()
 
 
-def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts -> ``{"a.b": value}``; lists become compact JSON strings."""
-    if not isinstance(data, dict):
-        return {prefix or "value": data}
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, name))
-        else:
-            out[name] = json.dumps(value) if isinstance(value, list | tuple) else value
-    return out
-
-
 def _cell(value: Any) -> str:
-    if isinstance(value, float):
+    if isinstance(value, list | tuple):  # compact JSON, e.g. [5, 10]
+        value = json.dumps(value)
+    elif isinstance(value, float):
         value = f"{value:.6g}"
     return str(value).replace("|", "\\|").replace("\n", " ")
 
