@@ -43,11 +43,7 @@ def register(cls: type[Recommender]) -> type[Recommender]:
 
 def _load_builtins() -> None:
     for module in _BUILTIN_MODULES:
-        try:
-            importlib.import_module(f"cliper.models.{module}")
-        except ModuleNotFoundError as exc:  # a backbone file not written yet must not break the rest
-            if exc.name != f"cliper.models.{module}":
-                raise
+        importlib.import_module(f"cliper.models.{module}")
 
 
 def list_models() -> list[str]:

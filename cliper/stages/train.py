@@ -23,6 +23,9 @@ from cliper import io, plots
 from cliper.config import Params, to_dict
 from cliper.errors import CliperError
 from cliper.evaluate import Splits
+from cliper.features import load_features
+from cliper.fusion import build_fusion, list_fusions
+from cliper.graphs import configure_cache
 from cliper.models import Features, InteractionData, build_model, get_model_class, resolve_config
 from cliper.stages import StageResult
 from cliper.train import TrainSettings, expand_grid, grid_search
@@ -87,18 +90,13 @@ def check_names(params: Params, n_views: int | None, dim: int | None) -> type:
         cls = get_model_class(t.backbone)
     except ValueError as exc:
         raise CliperError(f"params.yaml train.backbone: {exc}") from exc
-    try:
-        from cliper import fusion as fusion_mod
-    except ModuleNotFoundError:  # pragma: no cover - fusion module not installed
-        return cls
-    names = fusion_mod.list_fusions() if hasattr(fusion_mod, "list_fusions") else None
-    if names is not None and t.fusion.name not in names:
+    if t.fusion.name not in list_fusions():
         raise CliperError(
-            f"params.yaml train.fusion.name: unknown fusion '{t.fusion.name}'; choose one of {names}"
+            f"params.yaml train.fusion.name: unknown fusion '{t.fusion.name}'; choose one of {list_fusions()}"
         )
     if n_views is not None and dim is not None:
         try:
-            fusion_mod.build_fusion(t.fusion, n_views, dim)
+            build_fusion(t.fusion, n_views, dim)
         except ValueError as exc:
             raise CliperError(f"params.yaml train.fusion: {exc}") from exc
     return cls
@@ -106,8 +104,6 @@ def check_names(params: Params, n_views: int | None, dim: int | None) -> type:
 
 def load_inputs(params: Params, root: Path) -> TrainInputs:
     """Read and check interactions, features, names and the grid (raises before training)."""
-    from cliper.features import load_features
-
     name = params.train.backbone
     splits = Splits.read(root / params.ingest.out_dir / "interactions.parquet")
     data = InteractionData(splits.n_users, splits.n_items, splits.users["train"], splits.items["train"])
@@ -133,8 +129,6 @@ def _build_fn(params: Params, inputs: TrainInputs):
     def build(point: dict[str, Any]):
         fusion = None
         if inputs.features is not None:
-            from cliper.fusion import build_fusion
-
             tv = inputs.features.text_views
             fusion = build_fusion(t.fusion, tv.shape[0], tv.shape[2])
         return build_model(
@@ -158,7 +152,7 @@ def _write_reports(
         io.write_json(reports / "history.json", [{k: h[k] for k in keep if k in h} for h in history])
     )
     outputs["history_plot"] = str(plots.plot_history(history, reports / "plots" / "history.png", valid_key))
-    weights = model.view_weights() if hasattr(model, "view_weights") else None
+    weights = model.view_weights()
     df = pd.DataFrame(
         {
             "item_id": pd.Series(dtype="int64"),
@@ -186,8 +180,6 @@ def _write_reports(
 
 def run(params: Params, root: Path) -> StageResult:
     """Train the configured backbone (grid chosen on valid) and write model + reports."""
-    from cliper.graphs import configure_cache
-
     t = params.train
     configure_cache(root / t.cache_dir / "graphs")  # item kNN graphs keyed by feature+param hash
     inputs = load_inputs(params, root)

@@ -28,7 +28,6 @@ def _dvc(project: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_dvc_repro_validate_on_demo_catalog(tiny_project: Path):
-    pytest.importorskip("cliper.data.demo")
     repro = _dvc(tiny_project, "repro", "validate")
     assert repro.returncode == 0, repro.stdout[-3000:] + repro.stderr[-3000:]
     params = yaml.safe_load((tiny_project / "params.yaml").read_text())
