@@ -97,6 +97,14 @@ def write_npy(path: str | Path, array: np.ndarray) -> Path:
     return Path(path)
 
 
+def write_npz(path: str | Path, **arrays: np.ndarray) -> Path:
+    """Write named numpy arrays to one ``.npz`` atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+    return Path(path)
+
+
 def write_torch(path: str | Path, obj: Any) -> Path:
     """``torch.save`` atomically; the bytes depend only on ``obj``, not on the (temporary) path.
 

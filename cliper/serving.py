@@ -33,7 +33,7 @@ from mlflow.models import ModelSignature
 from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
 
 from cliper.csr import build_csr, expand_rows
-from cliper.io import atomic_path
+from cliper.io import write_npy, write_npz
 
 logger = logging.getLogger(__name__)
 
@@ -81,15 +81,11 @@ def write_serving_artifacts(model_dir: Path, ingest_dir: Path, out_dir: Path) ->
     indptr, indices = build_csr(n_users, u, i)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: out_dir / fname for name, fname in ARTIFACT_FILES.items()}
-    with atomic_path(paths[EMBEDDINGS]) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, user=user_emb, item=item_emb)
-    with atomic_path(paths[CATALOG]) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, asins=items["asin"].astype(str).to_numpy(dtype=str),
-                 users=user_map["user_raw"].astype(str).to_numpy(dtype=str))
-    with atomic_path(paths[SEEN]) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, indptr=indptr, indices=indices)
-    with atomic_path(paths[POPULARITY]) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, np.bincount(i, minlength=n_items).astype(np.int64))
+    write_npz(paths[EMBEDDINGS], user=user_emb, item=item_emb)
+    write_npz(paths[CATALOG], asins=items["asin"].astype(str).to_numpy(dtype=str),
+              users=user_map["user_raw"].astype(str).to_numpy(dtype=str))
+    write_npz(paths[SEEN], indptr=indptr, indices=indices)
+    write_npy(paths[POPULARITY], np.bincount(i, minlength=n_items).astype(np.int64))
     return {name: str(path) for name, path in paths.items()}
 
 

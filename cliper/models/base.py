@@ -206,9 +206,7 @@ class Recommender(nn.Module):
         }
         io.write_json(directory / CONFIG_FILE, meta)
         user, item = self.export_embeddings()
-        with io.atomic_path(directory / EMBEDDINGS_FILE) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, user=user, item=item)
+        io.write_npz(directory / EMBEDDINGS_FILE, user=user, item=item)
 
     @classmethod
     def load(

@@ -21,6 +21,7 @@ from cliper.clip.extract import ShardCallback, cache_key, extract_features
 from cliper.clip.load import load_clip
 from cliper.config import Params, to_dict
 from cliper.errors import CliperError, DataError
+from cliper.features import IMAGE_FILE, META_FILE, TEXT_FILE
 from cliper.io import atomic_dir, read_json, sha256_array, write_json
 from cliper.stages import StageResult
 from cliper.stages.adapt import MODEL_JSON
@@ -126,12 +127,12 @@ def run(params: Params, root: Path, on_shard: ShardCallback | None = None) -> St
     }
     out = root / cfg.out_dir
     with atomic_dir(out) as tmp:
-        np.save(tmp / "text_views.npy", text)
-        np.save(tmp / "image.npy", image)
-        write_json(tmp / "meta.json", meta)
+        np.save(tmp / TEXT_FILE, text)
+        np.save(tmp / IMAGE_FILE, image)
+        write_json(tmp / META_FILE, meta)
     log.info("extract: text %s, image %s -> %s", text.shape, image.shape, out)
     return StageResult(
         "extract",
-        {n: str(out / n) for n in ("text_views.npy", "image.npy", "meta.json")},
+        {n: str(out / n) for n in (TEXT_FILE, IMAGE_FILE, META_FILE)},
         {"n_items": len(manifest), "n_views": len(views), "dim": loaded.embed_dim},
     )
