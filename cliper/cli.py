@@ -123,7 +123,7 @@ def demo_data_cmd(
     _setup_logging(False)
     from dataclasses import replace
 
-    from cliper.data.demo import write_demo_catalog
+    from cliper.demo.catalog import write_demo_catalog
 
     try:
         cfg = load_params(params).demo if params.exists() else None

@@ -36,7 +36,7 @@ class DemoConfig:
 
     Amazon-2014 file formats (``meta_<name>.json.gz``, ``reviews_<name>_5.json.gz``,
     ``ratings_<name>.csv``, ``images/<asin>.jpg``) plus ``truth.json`` (latent attributes and
-    tastes); see :mod:`cliper.data.demo`. ``scale`` multiplies ``n_items`` and ``n_users``
+    tastes); see :mod:`cliper.demo.catalog`. ``scale`` multiplies ``n_items`` and ``n_users``
     (rounded; at least 20 items and 10 users). Same values -> byte-identical files.
     """
 

@@ -40,3 +40,14 @@ def test_library_does_not_import_orchestration(path: Path) -> None:
 )
 def test_files_stay_small(path: Path) -> None:
     assert len(path.read_text(encoding="utf-8").splitlines()) <= 400, f"{path} is over 400 lines: split it"
+
+
+@pytest.mark.parametrize(
+    ("package", "forbidden"), [("demo", "cliper.data"), ("data", "cliper.demo")], ids=["demo", "data"])
+def test_demo_and_real_data_never_import_each_other(package: str, forbidden: str) -> None:
+    for path in sorted((ROOT / "cliper" / package).rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        modules = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+        modules += [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module]
+        bad = [m for m in modules if m == forbidden or m.startswith(forbidden + ".")]
+        assert not bad, f"{path.relative_to(ROOT)} imports {bad}: cliper/demo and cliper/data stay apart"

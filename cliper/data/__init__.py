@@ -1,1 +1,4 @@
-"""Data: raw catalogs (real Amazon-2014 files or the embedded demo), ingest, split, validation."""
+"""Data: real raw catalogs (Amazon-2014 files, MMRec .inter), ingest, split, validation, image fetching.
+
+The embedded synthetic demo catalog lives in :mod:`cliper.demo`.
+"""

@@ -1,6 +1,6 @@
 """Stage ``demo_data``: write the embedded synthetic catalog into ``root / demo.out_dir``.
 
-Same function as ``cliper demo-data`` (:func:`cliper.data.demo.write_demo_catalog`); the
+Same function as ``cliper demo-data`` (:func:`cliper.demo.catalog.write_demo_catalog`); the
 folder is replaced whole, so a rerun never mixes files from two configs.
 """
 
@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from cliper.config import Params
-from cliper.data.demo import write_demo_catalog
+from cliper.demo.catalog import write_demo_catalog
 from cliper.stages import StageResult
 
 

@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 
 from cliper.config import ConfigError, DemoConfig, Params
-from cliper.data.demo import write_demo_catalog
-from cliper.data.demo_vocab import MATERIALS, SHAPES
+from cliper.demo.catalog import write_demo_catalog
+from cliper.demo.vocab import MATERIALS, SHAPES
 from cliper.stages import StageResult, run_stage
 
 SMALL = DemoConfig(name="Tiny", seed=7, n_items=80, n_users=120, image_size=32)
@@ -110,7 +110,7 @@ def test_images_decode_except_the_designated_ones(catalog: Path, truth: dict) ->
 
 
 def test_image_shows_the_item_colour(catalog: Path, truth: dict) -> None:
-    from cliper.data.demo_vocab import COLOURS
+    from cliper.demo.vocab import COLOURS
 
     hits = 0
     ok = [a for a, it in truth["items"].items() if it["image"] == "ok" and it["pattern"] == "plain"]

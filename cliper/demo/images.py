@@ -17,7 +17,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-from cliper.data.demo_vocab import BRANDS, COLOURS
+from cliper.demo.vocab import BRANDS, COLOURS
 
 SUPERSAMPLE = 2
 SIZE_FRACTION = {"small": 0.5, "medium": 0.66, "large": 0.82}

@@ -1,4 +1,4 @@
-"""Vocabulary and text templates of the demo catalog (used by :mod:`cliper.data.demo`).
+"""Vocabulary and text templates of the demo catalog (used by :mod:`cliper.demo.catalog`).
 
 Each latent attribute has a canonical value (what ``truth.json`` records) and surface forms
 (synonyms) that the text uses, so a text encoder has to learn that "crimson" and "scarlet"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cliper.data.demo_vocab import (
+from cliper.demo.vocab import (
     BRANDS,
     CATEGORIES,
     COLOURS,

@@ -21,8 +21,8 @@
   missing/corrupt image lists and counts (see :func:`build_truth`).
 
 Every user has at least 8 items and every item at least 5 users, so a 5-core filter keeps the
-whole catalog. The latent model is described in :mod:`cliper.data.demo_latent`; the text
-vocabulary in :mod:`cliper.data.demo_vocab`; images in :mod:`cliper.data.demo_images`.
+whole catalog. The latent model is described in :mod:`cliper.demo.latent`; the text
+vocabulary in :mod:`cliper.demo.vocab`; images in :mod:`cliper.demo.images`.
 The same config (seed included) gives byte-identical files.
 """
 
@@ -41,9 +41,9 @@ from typing import Any
 import numpy as np
 
 from cliper.config import ConfigError, DemoConfig
-from cliper.data import demo_latent as lat
-from cliper.data.demo_images import corrupt, render_image
-from cliper.data.demo_vocab import (
+from cliper.demo import latent as lat
+from cliper.demo.images import corrupt, render_image
+from cliper.demo.vocab import (
     PRICE_BANDS,
     ROOT_CATEGORY,
     brand_in_meta,
