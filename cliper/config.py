@@ -164,7 +164,9 @@ class FusionConfig:
 
     name: str = "attention"  # attention | self_attention | mean | sum | concat | mlp (cliper.fusion)
     temperature: float = 0.2  # τ of the attention softmax
-    normalize: bool = True  # L2-normalise views and image before fusing
+    # False = spec section 3: cosine weights, weighted sum of the raw view embeddings; True = the
+    # normalised form (every view and the image L2-normalised first, so the sum is of unit vectors).
+    normalize: bool = False
     n_heads: int = 4  # heads of the learnable self_attention fusion (must divide the feature width)
 
 

@@ -15,7 +15,10 @@ Registered fusions (``build_fusion(cfg, n_views, dim)``; unknown names raise ``V
 * ``concat`` - all views side by side (width ``V·D``).
 * ``mlp`` - concat -> 2-layer MLP; **fix:** trained with the backbone (the release never trains it).
 
-``normalize`` L2-normalises every view and the image first. Parameter-free fusions
+``normalize`` (default ``False``) L2-normalises every view and the image first. The default is
+the spec's formula: the weights are cosines (which normalise internally) and ``t`` sums the *raw*
+view embeddings, so a view's own scale is kept; ``normalize: true`` is the normalised form
+(``t`` a weighted sum of unit vectors), kept as an option for comparison. Parameter-free fusions
 (``learnable = False``) are computed once by the model; learnable ones run in its forward pass so
 gradients reach them.
 """

@@ -93,7 +93,10 @@ class FREEDOM(MultimodalRecommender):
             return
         keep = int(self.edge_values.numel() * (1.0 - self.dropout))
         idx = torch.multinomial(self.edge_values, keep, replacement=False)
-        users, items = self.edge_users[idx], self.edge_items[idx]
+        self.mask_edges(self.edge_users[idx], self.edge_items[idx])
+
+    def mask_edges(self, users: torch.Tensor, items: torch.Tensor) -> None:
+        """Train on the kept edges ``(users, items)``, renormalised by their own degrees."""
         values = graphs.bipartite_edge_values(users, items, self.n_users, self.n_items)
         self.masked_adj = graphs.bipartite_adjacency(users, items, values, self.n_users, self.n_items)
 

@@ -37,13 +37,25 @@ def test_weights_are_a_distribution_over_views(name: str, views_image) -> None:
     torch.testing.assert_close(w.sum(-1), torch.ones(N_ITEMS))
 
 
-def test_attention_is_the_weighted_sum_of_normalised_views(views_image) -> None:
+def test_default_attention_is_the_spec_formula_over_raw_views(views_image) -> None:
+    """Spec section 3: cosine weights, weighted sum of the raw (unnormalised) view embeddings."""
     views, image = views_image
+    views = views * torch.tensor([0.5, 1.0, 2.0, 4.0]).view(-1, 1, 1)  # unequal view norms
     t, w = fusion("attention", temperature=0.2)(views, image)
     vn, im = torch.nn.functional.normalize(views, dim=-1), torch.nn.functional.normalize(image, dim=-1)
     expected_w = torch.softmax((vn * im).sum(-1).T / 0.2, dim=-1)
     torch.testing.assert_close(w, expected_w)
-    torch.testing.assert_close(t, (expected_w.T.unsqueeze(-1) * vn).sum(0))
+    torch.testing.assert_close(t, (expected_w.T.unsqueeze(-1) * views).sum(0))
+
+
+def test_normalize_option_sums_unit_views(views_image) -> None:
+    views, image = views_image
+    views = views * torch.tensor([0.5, 1.0, 2.0, 4.0]).view(-1, 1, 1)
+    t, w = fusion("attention", temperature=0.2, normalize=True)(views, image)
+    vn = torch.nn.functional.normalize(views, dim=-1)
+    torch.testing.assert_close(w, fusion("attention", temperature=0.2)(views, image)[1])
+    torch.testing.assert_close(t, (w.T.unsqueeze(-1) * vn).sum(0))
+    assert not torch.allclose(t, fusion("attention", temperature=0.2)(views, image)[0])
 
 
 def test_lower_temperature_sharpens(views_image) -> None:
