@@ -30,6 +30,7 @@ app = typer.Typer(
 STAGE_HELP = {
     "demo_data": "write the embedded synthetic catalog (Amazon-2014 format, real JPEGs)",
     "ingest": "raw catalog -> interactions, items, id maps, k-core, per-user split, stats",
+    "fetch": "download item images from their URLs (off unless fetch.enabled; resumable, checked)",
     "validate": "Great Expectations checks on interactions, items and images (fails on violations)",
     "preprocess": "build the text views per item and the image manifest (missing images listed)",
     "adapt": "contrastive (InfoNCE) adaptation of the CLIP model to the catalog",
@@ -71,7 +72,14 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            reason = str(exc).splitlines()[0]
+            raise ConfigError(
+                f"--set {item!r}: the value of '{key.strip()}' is not valid YAML ({reason}); "
+                "quote it or close the brackets, e.g. -S 'train.views=[title]'"
+            ) from exc
     return out
 
 

@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 import yaml
 
+from cliper.config_bounds import check_bounds
+
 PARAMS_FILE = "params.yaml"
 
 
@@ -73,8 +75,13 @@ class ValidateConfig:
     """Great Expectations checks over the ingested data (stage ``validate``)."""
 
     k_core: int = 5
+    # Image rule shared with preprocess (cliper/views/images.py): shorter side >= min_image_size and
+    # width x height <= max_image_pixels (checked from the header, before decoding: bounded memory).
     min_image_size: int = 32
+    max_image_pixels: int = 40_000_000
     max_missing_image_share: float = 0.05
+    # When a metadata file was read: tolerated share of items missing each text column (title, ...).
+    max_missing_text_share: float = 0.9
     out_dir: str = "reports/validate"
 
 
@@ -268,7 +275,8 @@ def load_params(path: str | Path = PARAMS_FILE, overrides: dict[str, Any] | None
         overrides: dotted keys to values (``{"train.backbone": "lightgcn"}``), applied on a copy.
 
     Raises:
-        ConfigError: unreadable file, unknown key, missing key or wrong type, naming file and key.
+        ConfigError: unreadable file, unknown key, missing key, wrong type or a number outside its
+            allowed range (``cliper/config_bounds.py``), naming file and key.
     """
     path = Path(path)
     try:
@@ -281,7 +289,9 @@ def load_params(path: str | Path = PARAMS_FILE, overrides: dict[str, Any] | None
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
     for dotted, value in (overrides or {}).items():
         raw = _set_dotted(raw, dotted, value)
-    return from_dict(Params, raw, source=str(path))
+    params = from_dict(Params, raw, source=str(path))
+    check_bounds(params, str(path))
+    return params
 
 
 def from_dict(cls: type, data: dict[str, Any], source: str = "<dict>", prefix: str = "") -> Any:

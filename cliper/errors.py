@@ -13,3 +13,7 @@ class DataError(CliperError):
 
 class ValidationFailed(CliperError):
     """The validate stage rejected the data; downstream stages must not run."""
+
+
+class OutputError(CliperError):
+    """An output could not be written (disk full, quota, file-size limit); nothing partial is left."""

@@ -7,6 +7,7 @@ failed or killed run never leaves a partial file over a good one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -18,6 +19,32 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from cliper.errors import OutputError
+
+# A write that fails for want of space: ENOSPC (disk full), EDQUOT (quota), EFBIG (file-size limit).
+DISK_FULL_ERRNOS: tuple[int, ...] = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (an OSError, or pyarrow's / torch's error wrapping one) means a full disk."""
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+        return True
+    text = str(exc)
+    return any(os.strerror(code) in text for code in DISK_FULL_ERRNOS)
+
+
+@contextlib.contextmanager
+def _disk_full_as_output_error(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        if not is_disk_full(exc):
+            raise
+        raise OutputError(
+            f"{path}: cannot write the output ({exc}); free disk space (or raise the quota / file-size "
+            "limit) and rerun the stage. The previous output, if any, is unchanged."
+        ) from exc
 
 
 @contextlib.contextmanager
@@ -32,8 +59,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        os.replace(tmp_path, path)
+        with _disk_full_as_output_error(path):
+            yield tmp_path
+            os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -46,7 +74,8 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
-        yield tmp
+        with _disk_full_as_output_error(path):
+            yield tmp
         old = None
         if path.exists():
             old = path.with_name(f".{path.name}.old")

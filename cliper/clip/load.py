@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import pickle
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,14 @@ from cliper.io import sha256_file, write_torch
 log = logging.getLogger(__name__)
 
 MODEL_CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
+# What torch / open_clip raise for a truncated, corrupt or mismatched checkpoint file.
+_CORRUPT_FILE_ERRORS: tuple[type[BaseException], ...] = (
+    EOFError, pickle.UnpicklingError, zipfile.BadZipFile, KeyError, UnicodeDecodeError
+)
+_CHECKPOINT_ERRORS: tuple[type[BaseException], ...] = (RuntimeError, ValueError, *_CORRUPT_FILE_ERRORS)
+_CORRUPT_MARKS: tuple[str, ...] = ("PytorchStreamReader", "central directory", "unexpected EOF")
+_WRONG_MODEL_MARKS: tuple[str, ...] = ("size mismatch", "Missing key", "Unexpected key", "reshape")
+_REASON_CHARS = 160
 # clip.precision -> open_clip's weight precision (amp keeps fp32 weights; autocast at run time).
 _WEIGHT_PRECISION = {"fp32": "fp32", "amp": "fp32", "fp16": "fp16", "bf16": "bf16"}
 
@@ -106,6 +116,22 @@ def resolve_pretrained(model: str, pretrained: str | None, root: Path | None = N
     )
 
 
+def checkpoint_error(checkpoint: str, model: str, exc: BaseException) -> str:
+    """The message for a checkpoint file that open_clip cannot load into ``model``."""
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:_REASON_CHARS]
+    text = f"{type(exc).__name__}: {exc}"
+    if any(mark in text for mark in _WRONG_MODEL_MARKS):
+        kind = f"holds weights of another architecture than clip.model '{model}'"
+    elif isinstance(exc, _CORRUPT_FILE_ERRORS) or any(mark in text for mark in _CORRUPT_MARKS):
+        kind = "is not a complete checkpoint (truncated or corrupt file)"
+    else:
+        kind = f"cannot be loaded into clip.model '{model}'"
+    return (
+        f"{checkpoint}: checkpoint {kind} ({reason}); expected a whole state_dict saved for "
+        f"'{model}' (re-copy the file, or set clip.model / clip.pretrained to match)"
+    )
+
+
 def load_clip(
     model: str,
     pretrained: str | None = None,
@@ -138,9 +164,14 @@ def load_clip(
         raise CliperError("clip.precision fp16 needs CUDA; use fp32, amp or bf16 on CPU")
     checkpoint = resolve_pretrained(model, pretrained, root)
     torch.manual_seed(seed)
-    net, _, preprocess = open_clip.create_model_and_transforms(
-        model, pretrained=checkpoint, precision=_WEIGHT_PRECISION[precision], device=dev
-    )
+    try:
+        net, _, preprocess = open_clip.create_model_and_transforms(
+            model, pretrained=checkpoint, precision=_WEIGHT_PRECISION[precision], device=dev
+        )
+    except _CHECKPOINT_ERRORS as exc:
+        if checkpoint is None:
+            raise
+        raise CliperError(checkpoint_error(checkpoint, model, exc)) from exc
     net.eval()
     tokenizer = open_clip.get_tokenizer(model)
     sha = sha256_file(checkpoint) if checkpoint else None

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cliper.data.split import TEST, TRAIN, VALID
 from cliper.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ RATINGS_COLUMNS: tuple[str, ...] = ("user_raw", "asin", "rating", "timestamp")
 INTER_REQUIRED: tuple[str, ...] = ("userID", "itemID")
 INTER_OPTIONAL: tuple[str, ...] = ("rating", "timestamp", "x_label")
 SNIPPET_CHARS = 80
+X_LABELS: tuple[int, ...] = (TRAIN, VALID, TEST)
 
 
 # --------------------------------------------------------------------------- line readers
@@ -124,6 +126,7 @@ def read_meta(path: str | Path) -> pd.DataFrame:
         line = int(np.flatnonzero(missing.to_numpy())[0]) + 1
         raise DataError(f"{path}: record {line}: missing field 'asin' (every item needs one)")
     out = pd.DataFrame({"asin": frame["asin"].astype(str)})
+    _refuse_nul(out["asin"], frame["asin"], path, "asin", 1)
     for name in META_TEXT_FIELDS:
         col = frame[name] if name in frame.columns else pd.Series(None, index=frame.index, dtype=object)
         out[name] = col.where(col.notna(), None).map(_as_text, na_action="ignore").astype("string")
@@ -166,7 +169,19 @@ def read_ratings_csv(path: str | Path) -> pd.DataFrame:
             "(user,item,rating,timestamp)"
         )
     frame.columns = list(RATINGS_COLUMNS)
+    _refuse_header(frame, path)
     return _typed_interactions(frame, path, first_line=1)
+
+
+def _refuse_header(frame: pd.DataFrame, path: Path) -> None:
+    """A first row whose rating and timestamp are both not numbers is a header line: say so."""
+    first = frame.iloc[0]
+    numeric = pd.to_numeric(first[["rating", "timestamp"]], errors="coerce")
+    if numeric.isna().all() and first[["rating", "timestamp"]].notna().all():
+        raise DataError(
+            f"{path}: line 1 looks like a header ({','.join(map(str, first.tolist()))!r}); expected "
+            "rows user,item,rating,timestamp without a header line: delete line 1"
+        )
 
 
 def _typed_interactions(frame: pd.DataFrame, path: str | Path, first_line: int) -> pd.DataFrame:
@@ -177,7 +192,9 @@ def _typed_interactions(frame: pd.DataFrame, path: str | Path, first_line: int) 
             "asin": frame["asin"].astype("string").str.strip(),
         }
     )
-    out["rating"] = _numeric(frame["rating"], path, "rating", first_line).astype("float32")
+    for name in ("user_raw", "asin"):
+        _refuse_nul(out[name], frame[name], path, name, first_line)
+    out["rating"] = _finite(frame["rating"], path, "rating", first_line).astype("float32")
     timestamp = _numeric(frame["timestamp"], path, "timestamp", first_line)
     out["timestamp"] = _as_int(timestamp, path, "timestamp", first_line)
     return out
@@ -203,12 +220,16 @@ def read_inter(path: str | Path) -> pd.DataFrame:
     out = pd.DataFrame(index=frame.index)
     for col in INTER_REQUIRED:
         out[col] = _as_int(_numeric(frame[col], path, col, 2), path, col, 2, required=True)
+        _refuse_rows(out[col] < 0, frame[col], path, col, 2, "a non-negative integer id")
     if "rating" in frame.columns:
-        out["rating"] = _numeric(frame["rating"], path, "rating", 2).astype("float32")
+        out["rating"] = _finite(frame["rating"], path, "rating", 2).astype("float32")
     if "timestamp" in frame.columns:
         out["timestamp"] = _as_int(_numeric(frame["timestamp"], path, "timestamp", 2), path, "timestamp", 2)
     if "x_label" in frame.columns:
-        out["x_label"] = _as_int(_numeric(frame["x_label"], path, "x_label", 2), path, "x_label", 2)
+        labels = _as_int(_numeric(frame["x_label"], path, "x_label", 2), path, "x_label", 2, required=True)
+        expected = "0 (train), 1 (valid) or 2 (test)"
+        _refuse_rows(~labels.isin(X_LABELS), frame["x_label"], path, "x_label", 2, expected)
+        out["x_label"] = labels
     return out
 
 
@@ -259,6 +280,33 @@ def _numeric(col: pd.Series, path: str | Path, field: str, first_line: int) -> p
             f"{path}: line {pos + first_line}: field '{field}' is {col.iloc[pos]!r}; expected a number"
         )
     return values
+
+
+def _finite(col: pd.Series, path: str | Path, field: str, first_line: int) -> pd.Series:
+    """Numbers from ``col`` where every value must be present and finite (ratings)."""
+    values = _numeric(col, path, field, first_line)
+    finite = np.isfinite(values.to_numpy(dtype="float64", na_value=np.nan))
+    _refuse_rows(~finite, col, path, field, first_line, "a finite number (missing or NaN is not allowed)")
+    return values
+
+
+def _refuse_nul(ids: pd.Series, raw: pd.Series, path: str | Path, field: str, first_line: int) -> None:
+    """Ids with a NUL byte are refused (they would end file names and C strings early)."""
+    has_nul = ids.astype("string").str.contains("\x00", regex=False).fillna(False)
+    _refuse_rows(has_nul.to_numpy(dtype=bool), raw, path, field, first_line, "an id without NUL bytes")
+
+
+def _refuse_rows(
+    bad: pd.Series | np.ndarray, col: pd.Series, path: str | Path, field: str, first_line: int, expected: str
+) -> None:
+    """Raise naming the first row flagged in ``bad`` (its line, the raw value) and what was expected."""
+    bad = np.asarray(bad, dtype=bool)
+    if bad.any():
+        pos = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{path}: line {pos + first_line}: field '{field}' is {col.iloc[pos]!r} "
+            f"({int(bad.sum())} such row(s)); expected {expected}"
+        )
 
 
 def _as_int(

@@ -221,7 +221,11 @@ def ingest_catalog(raw: RawCatalog, k: int, seed: int, keep_existing_split: bool
         df["x_label"] = split_frame(df, seed)
     inter = _interactions_table(df)
     items = build_items(item_map, raw.meta, raw.image_dir, root)
-    return Ingested(inter, items, user_map, item_map, describe(inter, k, raw.source))
+    stats = describe(inter, k, raw.source)
+    # Whether a metadata file was read and how many items it matched (validate checks text then).
+    stats["meta_records"] = None if raw.meta is None else len(raw.meta)
+    stats["items_with_meta"] = 0 if raw.meta is None else int(items["asin"].isin(raw.meta["asin"]).sum())
+    return Ingested(inter, items, user_map, item_map, stats)
 
 
 def _interactions_table(df: pd.DataFrame) -> pd.DataFrame:

@@ -8,15 +8,18 @@ Suites (one GX validation definition per table, all in one ephemeral context; th
 site is built once at the end):
 
 * ``interactions``: ids present and in ``0..U-1`` / ``0..I-1``, each id range contiguous
-  (unique count = range size), no duplicate ``(user_id, item_id)``, ``x_label`` in {0, 1, 2}.
+  (unique count = range size), no duplicate ``(user_id, item_id)``, ``x_label`` in {0, 1, 2},
+  ``rating`` (when present) never null/NaN.
 * ``users``: one row per user id; every user has a train row and at least ``k`` interactions.
 * ``items``: ids ``0..I-1`` in order and equal to the interactions' item range, unique ASINs,
-  every item has at least ``k`` interactions, and (when the catalog has any text) every item has
-  a non-empty title, brand, description or categories.
-* ``images`` (only when the catalog has image paths): each image decodes with PIL and is at least
-  ``min_image_size`` pixels on its short side; the share of missing/corrupt/small images must
-  stay at or below ``max_missing_image_share`` (GX ``mostly``). Problems under that share become
-  warnings.
+  every item has at least ``k`` interactions, and (when a metadata file was read, or the catalog
+  has any text) every item has a non-empty title, brand, description or categories, and no text
+  column is missing for more than ``max_missing_text_share`` of the items (so a meta file that
+  matches no item, or an all-empty column, fails).
+* ``images`` (only when the catalog has image paths): each image passes the image rule of
+  :mod:`cliper.views.images` (the one preprocess applies: safe path, size limits from the header,
+  full decode); the share of unusable images must stay at or below ``max_missing_image_share``
+  (GX ``mostly``). Problems under that share become warnings.
 """
 
 from __future__ import annotations
@@ -29,15 +32,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
-from tqdm.auto import tqdm
 
 from cliper.data.ingest import TEXT_COLUMNS
 from cliper.data.split import TEST, TRAIN, VALID
+from cliper.views.images import STATUS_OK, STATUSES, ImageRule, build_manifest
 
 logger = logging.getLogger(__name__)
 
-IMAGE_OK, IMAGE_MISSING, IMAGE_CORRUPT, IMAGE_SMALL = "ok", "missing", "corrupt", "too_small"
 N_EXAMPLES = 3  # example rows quoted per failing expectation
 DOCS_SITE = "cliper_validate"
 
@@ -64,34 +65,23 @@ class ValidationReport:
 # --------------------------------------------------------------------------- derived tables
 
 
-def image_status(items: pd.DataFrame, root: Path, min_size: int) -> pd.DataFrame:
-    """Per item: ``item_id``, ``image_path``, ``status`` (ok / missing / corrupt / too_small).
+def image_status(
+    items: pd.DataFrame, root: Path, rule: ImageRule, folders: tuple[Path, ...] | None = None
+) -> pd.DataFrame:
+    """Per item: ``item_id``, ``image_path``, ``status`` (one of ``STATUSES``), ``reason``.
 
-    Each file is fully decoded with PIL (``Image.load``), so truncated JPEGs count as corrupt.
+    The same rule as preprocess (:func:`cliper.views.images.build_manifest`): a fully decoded
+    file within the size limits, read only from ``folders``.
     """
-    status = np.full(len(items), IMAGE_MISSING, dtype=object)
-    paths = items["image_path"].astype("string")
-    present = np.flatnonzero(paths.notna().to_numpy())
-    for pos in tqdm(present, desc="images", unit="img", disable=len(present) < 500, leave=False):
-        status[pos] = _check_image(_abs(paths.iloc[pos], root), min_size)
-    return pd.DataFrame({"item_id": items["item_id"].to_numpy(), "image_path": paths, "status": status})
-
-
-def _abs(path: str, root: Path) -> Path:
-    p = Path(path)
-    return p if p.is_absolute() else root / p
-
-
-def _check_image(path: Path, min_size: int) -> str:
-    if not path.is_file():
-        return IMAGE_MISSING
-    try:
-        with Image.open(path) as img:
-            img.load()
-            size = min(img.size)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        return IMAGE_CORRUPT
-    return IMAGE_OK if size >= min_size else IMAGE_SMALL
+    manifest = build_manifest(items, root, rule, folders)
+    return pd.DataFrame(
+        {
+            "item_id": manifest["item_id"].to_numpy(),
+            "image_path": items["image_path"].astype("string").to_numpy(),
+            "status": manifest["status"].to_numpy(),
+            "reason": manifest["reason"].to_numpy(),
+        }
+    )
 
 
 def user_table(inter: pd.DataFrame, n_users: int) -> pd.DataFrame:
@@ -115,10 +105,10 @@ def item_table(items: pd.DataFrame, inter: pd.DataFrame) -> pd.DataFrame:
     n = len(items)
     ok = (ids >= 0) & (ids < n)
     out["n_interactions"] = np.bincount(ids[ok], minlength=n)[:n] if n else []
-    text = [
-        items[c].astype("string").str.strip().fillna("").str.len() > 0 for c in TEXT_COLUMNS if c in items
-    ]
-    out["has_text"] = np.logical_or.reduce(text) if text else np.zeros(n, dtype=bool)
+    for c in TEXT_COLUMNS:
+        present = items[c].astype("string").str.strip().fillna("").str.len() > 0 if c in items else False
+        out[f"has_{c}"] = np.broadcast_to(np.asarray(present, dtype=bool), (n,))
+    out["has_text"] = out[[f"has_{c}" for c in TEXT_COLUMNS]].any(axis=1).to_numpy(dtype=bool)
     return out
 
 
@@ -133,6 +123,7 @@ def _suites(
     k: int,
     catalog_has_text: bool,
     max_bad_share: float,
+    max_missing_text_share: float,
 ) -> dict[str, list[Any]]:
     """Expectations per table name (GX expectation objects)."""
     import great_expectations as gx
@@ -149,6 +140,8 @@ def _suites(
         ex.ExpectCompoundColumnsToBeUnique(column_list=["user_id", "item_id"]),
         ex.ExpectColumnValuesToBeInSet(column="x_label", value_set=[TRAIN, VALID, TEST]),
     ]
+    if "rating" in inter.columns:  # NaN counts as null in GX's pandas backend
+        interactions.append(ex.ExpectColumnValuesToNotBeNull(column="rating"))
     users = [
         ex.ExpectColumnValuesToBeBetween(column="n_train", min_value=1),
         ex.ExpectColumnValuesToBeBetween(column="n_interactions", min_value=k),
@@ -164,8 +157,14 @@ def _suites(
     ]
     if catalog_has_text:
         item_checks.append(ex.ExpectColumnValuesToBeInSet(column="has_text", value_set=[True]))
+        item_checks += [
+            ex.ExpectColumnValuesToBeInSet(
+                column=f"has_{c}", value_set=[True], mostly=1.0 - max_missing_text_share
+            )
+            for c in TEXT_COLUMNS
+        ]
     images = [
-        ex.ExpectColumnValuesToBeInSet(column="status", value_set=[IMAGE_OK], mostly=1.0 - max_bad_share)
+        ex.ExpectColumnValuesToBeInSet(column="status", value_set=[STATUS_OK], mostly=1.0 - max_bad_share)
     ]
     return {"interactions": interactions, "users": users, "items": item_checks, "images": images}
 
@@ -245,8 +244,11 @@ def validate_tables(
     docs_dir: Path,
     *,
     k: int,
-    min_image_size: int,
     max_bad_share: float,
+    image_rule: ImageRule = ImageRule(),
+    image_folders: tuple[Path, ...] | None = None,
+    max_missing_text_share: float = 0.0,
+    text_expected: bool | None = None,
     n_users: int | None = None,
 ) -> ValidationReport:
     """Run every suite; build the Data Docs under ``docs_dir``; return the report.
@@ -257,20 +259,24 @@ def validate_tables(
         root: project root (image paths are relative to it).
         docs_dir: where the Data Docs HTML goes (created).
         k: the k-core the data must satisfy.
-        min_image_size: shortest image side in pixels.
-        max_bad_share: tolerated share of items whose image is missing, corrupt or too small.
+        max_bad_share: tolerated share of items whose image is unusable.
+        image_rule: the size limits (shared with preprocess).
+        image_folders: where images may be read from (None = anywhere).
+        max_missing_text_share: tolerated share of items missing each text column.
+        text_expected: whether ingest read a metadata file (None = unknown: checks text only when
+            some item has text).
         n_users: number of users from ``user_map.csv`` (default: max user id + 1).
     """
     n_users = int(n_users if n_users is not None else (inter["user_id"].max() + 1 if len(inter) else 0))
     n_items = int(inter["item_id"].max() + 1) if len(inter) else 0
     items_t = item_table(items, inter)
-    has_text = bool(items_t["has_text"].any())
+    check_text = bool(items_t["has_text"].any()) if text_expected is None else text_expected
     frames = {"interactions": inter, "users": user_table(inter, n_users), "items": items_t}
-    images = image_status(items, root, min_image_size)
+    images = image_status(items, root, image_rule, image_folders)
     has_images = bool(images["image_path"].notna().any())
     if has_images:
         frames["images"] = images
-    suites = _suites(inter, items, n_users, n_items, k, has_text, max_bad_share)
+    suites = _suites(inter, items, n_users, n_items, k, check_text, max_bad_share, max_missing_text_share)
     ctx = _context(docs_dir)
     failures, per_suite = [], {}
     for name, frame in frames.items():
@@ -280,7 +286,7 @@ def validate_tables(
         failures += [describe_failure(name, r, frame) for r in failed]
     ctx.build_data_docs(site_names=[DOCS_SITE])  # once: rendering dominates the run time
     counts = images["status"].value_counts()
-    bad = int(len(images) - counts.get(IMAGE_OK, 0))
+    bad = int(len(images) - counts.get(STATUS_OK, 0))
     summary = {
         "success": not failures,
         "expectations_evaluated": sum(s["evaluated"] for s in per_suite.values()),
@@ -290,10 +296,7 @@ def validate_tables(
         "items": n_items,
         "interactions": len(inter),
         "images_checked": has_images,
-        **{
-            f"images_{s}": int(counts.get(s, 0))
-            for s in (IMAGE_OK, IMAGE_MISSING, IMAGE_CORRUPT, IMAGE_SMALL)
-        },
+        **{f"images_{s}": int(counts.get(s, 0)) for s in STATUSES},
         "image_bad_share": bad / len(images) if len(images) else 0.0,
     }
     warnings = (
@@ -305,7 +308,7 @@ def validate_tables(
 def _image_warnings(images: pd.DataFrame, has_images: bool) -> list[str]:
     if not has_images:
         return ["the catalog has no image paths; image checks skipped"]
-    bad = images[images["status"] != IMAGE_OK]
+    bad = images[images["status"] != STATUS_OK]
     if bad.empty:
         return []
     by_status = bad.groupby("status")["item_id"].apply(lambda s: s.head(N_EXAMPLES).tolist()).to_dict()

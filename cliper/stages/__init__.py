@@ -16,6 +16,7 @@ from cliper.config import Params
 STAGES: tuple[str, ...] = (
     "demo_data",
     "ingest",
+    "fetch",
     "validate",
     "preprocess",
     "adapt",
@@ -38,10 +39,17 @@ class StageResult:
 def run_stage(name: str, params: Params, root: str | Path = ".") -> StageResult:
     """Run stage ``name`` of the pipeline in project ``root``.
 
+    Stages after ``validate`` refuse to run when its report failed (``require_validated``).
+
     Raises:
         ValueError: unknown stage name (lists the valid ones).
+        ValidationFailed: a later stage on data whose validation failed.
     """
     if name not in STAGES:
         raise ValueError(f"unknown stage '{name}'; choose one of {list(STAGES)}")
+    if STAGES.index(name) > STAGES.index("validate"):
+        from cliper.stages.validate import require_validated
+
+        require_validated(params, Path(root), name)
     module = importlib.import_module(f"cliper.stages.{name}")
     return module.run(params, Path(root))

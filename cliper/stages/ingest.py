@@ -6,6 +6,7 @@ Everything is computed in memory first; the outputs are then written one by one 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -57,14 +58,19 @@ def read_raw(cfg: IngestConfig, root: Path) -> RawCatalog:
 
 
 def write_outputs(data: Ingested, out_dir: Path) -> dict[str, str]:
-    """Write the five outputs atomically; returns name -> path."""
+    """Write the five outputs as one unit: all to temporary files first, then each moved into place.
+
+    A failure while writing (e.g. a full disk) leaves every previous output as it was.
+    Returns name -> path.
+    """
     paths = {name: out_dir / fname for name, fname in OUTPUT_FILES.items()}
-    io.write_parquet(paths["interactions"], data.interactions)
-    io.write_parquet(paths["items"], data.items)
-    for name in ("user_map", "item_map"):
-        with io.atomic_path(paths[name]) as tmp:
-            getattr(data, name).to_csv(tmp, index=False)
-    io.write_json(paths["stats"], data.stats)
+    with contextlib.ExitStack() as stack:  # the atomic_path exits (the moves) run only on success
+        tmp = {name: stack.enter_context(io.atomic_path(path)) for name, path in paths.items()}
+        data.interactions.to_parquet(tmp["interactions"], index=False)
+        data.items.to_parquet(tmp["items"], index=False)
+        for name in ("user_map", "item_map"):
+            getattr(data, name).to_csv(tmp[name], index=False)
+        io.write_json(tmp["stats"], data.stats)
     return {name: str(p) for name, p in paths.items()}
 
 

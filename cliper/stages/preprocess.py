@@ -2,8 +2,10 @@
 
 Writes ``<preprocess.out_dir>/``: ``views.parquet`` (item_id, view, text, n_tokens, n_chunks;
 tokens counted with the ``clip.model`` tokenizer incl. SOT/EOT), ``images.parquet`` (item_id,
-path, status ok/missing/corrupt, reason, width, height, mode) and ``missing_images.csv``
-(item_id, asin, reason: items that get the mid-grey placeholder).
+path, status ok/missing/corrupt/too_small/too_large/unsafe_path, reason, width, height, mode) and
+``missing_images.csv`` (item_id, asin, reason: items that get the mid-grey placeholder). Images
+are judged by the same rule as the validate stage (``validate.min_image_size``,
+``validate.max_image_pixels``, paths inside the configured folders).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from cliper.config import Params
 from cliper.errors import CliperError, DataError
 from cliper.io import atomic_dir
 from cliper.stages import StageResult
-from cliper.views.images import STATUS_OK, build_manifest, missing_list
+from cliper.views.images import STATUS_OK, ImageRule, allowed_folders, build_manifest, missing_list
 from cliper.views.prompts import BpeTokenizer, build_views, count_tokens, view_prefix
 
 log = logging.getLogger(__name__)
@@ -66,7 +68,7 @@ def run(params: Params, root: Path) -> StageResult:
     cfg = params.preprocess
     items = read_items(root / params.ingest.out_dir / ITEMS_FILE)
     views = token_counts(build_views(items, cfg), params)
-    manifest = build_manifest(items, root)
+    manifest = build_manifest(items, root, ImageRule.from_config(params.validate), allowed_folders(params, root))
     missing = missing_list(items, manifest)
     out = root / cfg.out_dir
     with atomic_dir(out) as tmp:
