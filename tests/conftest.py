@@ -99,10 +99,32 @@ def shared_baby() -> Path:
 
 
 @pytest.fixture(scope="session")
-def prefect_server():
-    """A temporary local Prefect server for the whole session (~13 s once); yields its API URL."""
-    from prefect.settings import PREFECT_API_URL
-    from prefect.testing.utilities import prefect_test_harness
+def prefect_server_process(tmp_path_factory: pytest.TempPathFactory):
+    """A real ``prefect server start`` (API, UI, scheduler) for the whole session, then stopped.
 
-    with prefect_test_harness(server_startup_timeout=120):
-        yield PREFECT_API_URL.value()
+    The scheduler polls every few seconds (instead of 60) so a deployment's runs appear quickly;
+    the test's client and the flows it runs talk to this server through ``PREFECT_API_URL``.
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from tests.servers import prefect_server
+
+    home = tmp_path_factory.mktemp("prefect-home")
+    with prefect_server(home, PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5") as server:
+        api = f"{server.base_url}/api"
+        before = os.environ.get("PREFECT_API_URL")
+        os.environ["PREFECT_API_URL"] = api  # subprocesses (serve, dvc stages) inherit it
+        try:
+            with temporary_settings(updates={PREFECT_API_URL: api}):
+                yield server
+        finally:
+            if before is None:
+                os.environ.pop("PREFECT_API_URL", None)
+            else:
+                os.environ["PREFECT_API_URL"] = before
+
+
+@pytest.fixture(scope="session")
+def prefect_server(prefect_server_process) -> str:
+    """The session's real Prefect server; yields its API URL."""
+    return f"{prefect_server_process.base_url}/api"
