@@ -3,7 +3,7 @@
 Reads ``baby.inter`` (``userID itemID x_label``, tab-separated; see ``data/amazon/README.md``),
 trains each backbone with its MMRec defaults (``cliper/models/configs/<name>.yaml``) under the
 MMRec protocol (Adam 1e-3, batch 2048, early stopping on valid Recall@20 with patience 20,
-test at the best valid epoch) through :func:`cliper.train.grid_search`, and writes
+test at the best valid epoch) through :func:`cliper.grid.grid_search`, and writes
 ``<out>/real_baby.json`` and ``<out>/real_baby.md``. Checkpoints go to
 ``.cache/cliper/train/real_baby/`` so an interrupted run resumes.
 
@@ -26,8 +26,9 @@ import torch
 
 from cliper import io
 from cliper.evaluate import Splits
+from cliper.grid import checkpoint_dir, grid_search, read_progress
 from cliper.models import InteractionData, build_model, resolve_config
-from cliper.train import TrainSettings, checkpoint_dir, grid_search, read_progress
+from cliper.train import TrainSettings
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_INTER = REPO.parent / "shared" / "data" / "amazon" / "baby" / "baby.inter"

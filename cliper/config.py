@@ -192,6 +192,11 @@ class TrainConfig:
     eval_every: int = 1
     batch_size: int = 2048
     learning_rate: float = 1e-3
+    # Adam weight decay (MMRec weight_decay). learning_rate, batch_size and weight_decay may also be
+    # set per backbone in backbones.<name> (list = grid), as CLIPER's FREEDOM config tunes them.
+    weight_decay: float = field(default=0.0, metadata={"ge": 0})
+    # Round the valid metric to this many decimals before comparing (MMRec: 4); null = unrounded.
+    valid_metric_decimals: int | None = field(default=None, metadata={"ge": 0})
     seed: int = 999
     device: Literal["auto", "cpu", "cuda"] = "auto"
     progress: bool = True  # tqdm bar per epoch

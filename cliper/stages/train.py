@@ -20,15 +20,16 @@ import numpy as np
 import pandas as pd
 
 from cliper import io, plots
-from cliper.config import Params, to_dict
+from cliper.config import Params, TrainConfig, to_dict
 from cliper.errors import CliperError
 from cliper.evaluate import Splits
 from cliper.features import load_features
 from cliper.fusion import build_fusion, list_fusions
 from cliper.graphs import configure_cache
+from cliper.grid import TRAINER_GRID_KEYS, expand_grid, grid_search, split_point
 from cliper.models import Features, InteractionData, build_model, get_model_class, resolve_config
 from cliper.stages import StageResult
-from cliper.train import TrainSettings, expand_grid, grid_search
+from cliper.train import TrainSettings
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ def settings_from(params: Params) -> TrainSettings:
         eval_every=t.eval_every,
         batch_size=t.batch_size,
         learning_rate=t.learning_rate,
+        weight_decay=t.weight_decay,
+        valid_decimals=t.valid_metric_decimals,
         seed=t.seed,
         device=t.device,
         topk=tuple(e.topk),
@@ -65,12 +68,15 @@ def settings_from(params: Params) -> TrainSettings:
     )
 
 
-def _check_point_types(name: str, point: dict[str, Any]) -> dict[str, Any]:
-    """Resolve one grid point; a key or type the model config does not have is a CliperError."""
+def _check_point_types(name: str, point: dict[str, Any], train: TrainConfig) -> dict[str, Any]:
+    """Resolve one grid point; a key or type neither the model config nor the trainer has is a CliperError."""
     try:
-        defaults, resolved = resolve_config(name), resolve_config(name, point)
+        defaults, resolved = resolve_config(name), resolve_config(name, split_point(point)[0])
     except ValueError as exc:
-        raise CliperError(f"params.yaml train.backbones.{name}: {exc}") from exc
+        raise CliperError(
+            f"params.yaml train.backbones.{name}: {exc} (or a trainer key: {sorted(TRAINER_GRID_KEYS)})"
+        ) from exc
+    defaults.update({key: getattr(train, key) for key in TRAINER_GRID_KEYS})
     for key, value in point.items():
         want = type(defaults[key])
         ok = isinstance(value, want) and not (isinstance(value, bool) and want is not bool)
@@ -80,6 +86,10 @@ def _check_point_types(name: str, point: dict[str, Any]) -> dict[str, Any]:
                 f"params.yaml train.backbones.{name}.{key}: expected {want.__name__} "
                 f"(default {defaults[key]!r}), got {value!r}"
             )
+        if key in TRAINER_GRID_KEYS:
+            floor = ">= 0" if key == "weight_decay" else "> 0"
+            if not (value >= 0 if key == "weight_decay" else value > 0):
+                raise CliperError(f"params.yaml train.backbones.{name}.{key}: must be {floor}, got {value!r}")
     return resolved
 
 
@@ -116,7 +126,7 @@ def load_inputs(params: Params, root: Path) -> TrainInputs:
         check_names(params, features.text_views.shape[0], features.text_views.shape[2])
     points = expand_grid(dict(params.train.backbones.get(name, {})))
     for point in points:
-        _check_point_types(name, point)
+        _check_point_types(name, point, params.train)
     data_hash = io.sha256_array(
         *(np.concatenate([splits.users[s], splits.items[s]]) for s in ("train", "valid", "test"))
     )
@@ -218,7 +228,7 @@ def run(params: Params, root: Path) -> StageResult:
     meta = {
         **metrics,
         "point": chosen["point"],
-        "model_config": resolve_config(t.backbone, chosen["point"]),
+        "model_config": resolve_config(t.backbone, split_point(chosen["point"])[0]),
         "data_hash": inputs.data_hash,
         "feature_hash": inputs.feature_hash,
         "grid": result.points,

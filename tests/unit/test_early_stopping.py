@@ -79,3 +79,10 @@ def test_runs_all_epochs_while_improving() -> None:
     trainer, snapshots = run([0.01 * k for k in range(1, 8)], replace(SETTINGS, epochs=7))
     assert trainer.state.epoch == 7 and trainer.state.best_epoch == 6
     assert same(trainer.model.state_dict(), snapshots[6])
+
+
+def test_mmrec_rounding_of_the_valid_metric_is_an_option() -> None:
+    scores = [0.10001, 0.10004]  # equal at 4 decimals (MMRec's evaluator rounds), a gain unrounded
+    assert run(scores)[0].state.best_epoch == 1
+    rounded, _ = run(scores, replace(SETTINGS, valid_decimals=4))
+    assert rounded.state.best_epoch == 0 and rounded.state.epoch == 1 + SETTINGS.patience + 1

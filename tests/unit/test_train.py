@@ -19,8 +19,9 @@ from cliper.config import Params, from_dict
 from cliper.errors import CliperError, DataError
 from cliper.evaluate import Splits
 from cliper.features import write_features
+from cliper.grid import expand_grid, grid_search
 from cliper.models import InteractionData, build_model, get_model_class, list_models
-from cliper.train import Trainer, TrainSettings, expand_grid, grid_search, seed_everything
+from cliper.train import Trainer, TrainSettings, seed_everything
 
 REPO = Path(__file__).resolve().parents[2]
 N_USERS, N_ITEMS, N_CLUSTERS, DIM = 48, 40, 4, 16
