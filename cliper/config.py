@@ -21,6 +21,8 @@ from typing import Any, Literal
 import yaml
 
 from cliper.config_bounds import check_bounds
+from cliper.config_clip import AdaptConfig, ClipConfig, ExtractConfig  # noqa: F401 - re-exported
+from cliper.config_fetch import FetchConfig
 
 PARAMS_FILE = "params.yaml"
 
@@ -121,51 +123,6 @@ class PreprocessConfig:
 
 
 @dataclass(frozen=True)
-class AdaptConfig:
-    """Contrastive adaptation of the CLIP model to the catalog (stage ``adapt``)."""
-
-    epochs: int = 18
-    batch_size: int = 64
-    lr: float = 3e-4
-    weight_decay: float = 0.0
-    # Weight of a text-text InfoNCE between two different views of the same item (0 = image-text only).
-    text_weight: float = 0.0
-    val_fraction: float = 0.1
-    eval_view: str = "global"
-    seed: int = 0
-    out_dir: str = "models/clip"
-    report_dir: str = "reports/adapt"
-
-
-@dataclass(frozen=True)
-class ExtractConfig:
-    """Batched, resumable CLIP feature extraction (stage ``extract``)."""
-
-    batch_size: int = 64
-    num_workers: int = 1
-    chunk_combine: Literal["mean", "sum"] = "mean"
-    dtype: Literal["float32", "float16"] = "float32"
-    out_dir: str = "data/features"
-    cache_dir: str = ".cache/cliper/extract"
-
-
-@dataclass(frozen=True)
-class ClipConfig:
-    """One CLIP model for views and images; shared by adapt and extract.
-
-    ``precision``: ``amp`` = autocast on CUDA (plain fp32 on CPU); ``fp16``/``bf16`` cast the
-    weights (CUDA only for fp16); ``fp32`` everywhere.
-    """
-
-    model: str = "cliper-tiny"
-    pretrained: str | None = None
-    precision: Literal["fp32", "amp", "fp16", "bf16"] = "amp"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    adapt: AdaptConfig = field(default_factory=AdaptConfig)
-    extract: ExtractConfig = field(default_factory=ExtractConfig)
-
-
-@dataclass(frozen=True)
 class FusionConfig:
     """How the text views are fused into one text vector (spec section 3)."""
 
@@ -259,6 +216,7 @@ class Params:
 
     demo: DemoConfig = field(default_factory=DemoConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    fetch: FetchConfig = field(default_factory=FetchConfig)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     clip: ClipConfig = field(default_factory=ClipConfig)

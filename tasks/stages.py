@@ -123,6 +123,12 @@ def ingest(project_dir: str) -> dict[str, Any]:
     return _reproduce("ingest", project_dir)
 
 
+@task(name="fetch", **TASK_DEFAULTS)
+def fetch(project_dir: str) -> dict[str, Any]:
+    """Item images from their URLs; off unless ``fetch.enabled``, resumable (DVC stage ``fetch``)."""
+    return _reproduce("fetch", project_dir)
+
+
 @task(name="validate", **TASK_DEFAULTS)
 def validate(project_dir: str) -> dict[str, Any]:
     """Great Expectations checks; fails the run on violations (DVC stage ``validate``)."""
@@ -162,6 +168,7 @@ def evaluate(project_dir: str) -> dict[str, Any]:
 STAGE_TASKS: dict[str, Task[..., dict[str, Any]]] = {
     "demo_data": demo_data,
     "ingest": ingest,
+    "fetch": fetch,
     "validate": validate,
     "preprocess": preprocess,
     "adapt": adapt,

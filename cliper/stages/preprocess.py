@@ -19,9 +19,11 @@ import pandas as pd
 
 from cliper.clip.load import register_model_configs
 from cliper.config import Params
+from cliper.data.fetch_plan import apply_report, note_failures, read_report
 from cliper.errors import CliperError, DataError
 from cliper.io import atomic_dir
 from cliper.stages import StageResult
+from cliper.stages.fetch import REPORT_FILE as FETCH_REPORT
 from cliper.views.images import STATUS_OK, ImageRule, allowed_folders, build_manifest, missing_list
 from cliper.views.prompts import BpeTokenizer, build_views, count_tokens, view_prefix
 
@@ -63,12 +65,24 @@ def token_counts(views: pd.DataFrame, params: Params) -> pd.DataFrame:
     return out.astype({"n_tokens": "int64", "n_chunks": "int64"})
 
 
+def with_fetched_images(items: pd.DataFrame, params: Params, root: Path) -> tuple[pd.DataFrame, pd.Series]:
+    """Items whose missing ``image_path`` is filled from the fetch stage's report (when ``fetch.enabled``).
+
+    Returns the items and, per item whose fetch failed, the reason (for ``missing_images.csv``).
+    """
+    if not params.fetch.enabled:
+        return items, pd.Series(dtype="string")
+    return apply_report(items, read_report(root / params.fetch.out_dir / FETCH_REPORT))
+
+
 def run(params: Params, root: Path) -> StageResult:
     """Build views.parquet, images.parquet and missing_images.csv."""
     cfg = params.preprocess
     items = read_items(root / params.ingest.out_dir / ITEMS_FILE)
     views = token_counts(build_views(items, cfg), params)
+    items, fetch_failures = with_fetched_images(items, params, root)
     manifest = build_manifest(items, root, ImageRule.from_config(params.validate), allowed_folders(params, root))
+    manifest = note_failures(manifest, fetch_failures, STATUS_OK)
     missing = missing_list(items, manifest)
     out = root / cfg.out_dir
     with atomic_dir(out) as tmp:

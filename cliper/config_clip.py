@@ -1,0 +1,60 @@
+"""Typed config sections of the CLIP model (``clip``, ``clip.adapt``, ``clip.extract``).
+
+Part of :class:`cliper.config.Params`, kept in their own module so ``cliper/config.py`` stays
+small; import them from ``cliper.config``. ``clip.pretrained`` forms and the download opt-in:
+:mod:`cliper.clip.pretrained`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    """Contrastive adaptation of the CLIP model to the catalog (stage ``adapt``)."""
+
+    epochs: int = 18
+    batch_size: int = 64
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    # Weight of a text-text InfoNCE between two different views of the same item (0 = image-text only).
+    text_weight: float = 0.0
+    val_fraction: float = 0.1
+    eval_view: str = "global"
+    seed: int = 0
+    out_dir: str = "models/clip"
+    report_dir: str = "reports/adapt"
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """Batched, resumable CLIP feature extraction (stage ``extract``)."""
+
+    batch_size: int = 64
+    num_workers: int = 1
+    chunk_combine: Literal["mean", "sum"] = "mean"
+    dtype: Literal["float32", "float16"] = "float32"
+    out_dir: str = "data/features"
+    cache_dir: str = ".cache/cliper/extract"
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    """One CLIP model for views and images; shared by adapt and extract.
+
+    ``precision``: ``amp`` = autocast on CUDA (plain fp32 on CPU); ``fp16``/``bf16`` cast the
+    weights (CUDA only for fp16); ``fp32`` everywhere.
+    """
+
+    model: str = "cliper-tiny"
+    # None (random init) | local checkpoint file (open_clip or Long-CLIP format) | open_clip tag |
+    # "hf-hub:org/repo[/file]"; tags and hub files are downloaded only when allow_download is true.
+    pretrained: str | None = None
+    allow_download: bool = False  # opt-in: open_clip / huggingface_hub may download clip.pretrained
+    precision: Literal["fp32", "amp", "fp16", "bf16"] = "amp"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+
