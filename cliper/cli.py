@@ -31,7 +31,6 @@ STAGE_HELP = {
     "demo_data": "write the embedded synthetic catalog (Amazon-2014 format, real JPEGs)",
     "ingest": "raw catalog -> interactions, items, id maps, k-core, per-user split, stats",
     "fetch": "download item images from their URLs (off unless fetch.enabled; resumable, checked)",
-    "fetch": "download item images from their URLs (off unless fetch.enabled; resumable, checked)",
     "validate": "Great Expectations checks on interactions, items and images (fails on violations)",
     "preprocess": "build the text views per item and the image manifest (missing images listed)",
     "adapt": "contrastive (InfoNCE) adaptation of the CLIP model to the catalog",
