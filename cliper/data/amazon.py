@@ -282,6 +282,11 @@ def _numeric(col: pd.Series, path: str | Path, field: str, first_line: int) -> p
     return values
 
 
+def _plain(value: Any) -> Any:
+    """numpy scalar -> Python scalar, so messages read ``1.5``, not ``np.float64(1.5)``."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _finite(col: pd.Series, path: str | Path, field: str, first_line: int) -> pd.Series:
     """Numbers from ``col`` where every value must be present and finite (ratings)."""
     values = _numeric(col, path, field, first_line)
@@ -321,7 +326,7 @@ def _as_int(
     if bad.any():
         pos = int(np.flatnonzero(bad)[0])
         raise DataError(
-            f"{path}: line {pos + first_line}: field '{field}' is {values.iloc[pos]!r}; expected an integer"
+            f"{path}: line {pos + first_line}: field '{field}' is {_plain(values.iloc[pos])!r}; expected an integer"
         )
     if required:
         return pd.Series(arr.astype("int64"), index=values.index)

@@ -40,6 +40,17 @@ from cliper.views.images import STATUS_OK, STATUSES, ImageRule, build_manifest
 logger = logging.getLogger(__name__)
 
 N_EXAMPLES = 3  # example rows quoted per failing expectation
+_MOSTLY_DIGITS = 6  # GX ``mostly`` rounded so that messages read 0.95, not 0.9499999999999
+# How to fix a failing expectation on a derived column (appended to its message).
+HINTS: dict[str, str] = {
+    "has_text": "every item needs some text: check that the meta file belongs to this catalog",
+    "status": "unusable images over validate.max_missing_image_share; each row names the reason",
+    **{
+        f"has_{c}": f"too many items without '{c}' (over validate.max_missing_text_share): check that "
+        "the meta file belongs to this catalog"
+        for c in TEXT_COLUMNS
+    },
+}
 DOCS_SITE = "cliper_validate"
 
 
@@ -56,6 +67,7 @@ class ValidationReport:
     summary: dict[str, Any]
     failures: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    expectations: list[dict[str, Any]] = field(default_factory=list)  # one row per expectation
 
     @property
     def success(self) -> bool:
@@ -157,14 +169,15 @@ def _suites(
     ]
     if catalog_has_text:
         item_checks.append(ex.ExpectColumnValuesToBeInSet(column="has_text", value_set=[True]))
+        text_mostly = round(1.0 - max_missing_text_share, _MOSTLY_DIGITS)
         item_checks += [
-            ex.ExpectColumnValuesToBeInSet(
-                column=f"has_{c}", value_set=[True], mostly=1.0 - max_missing_text_share
-            )
+            ex.ExpectColumnValuesToBeInSet(column=f"has_{c}", value_set=[True], mostly=text_mostly)
             for c in TEXT_COLUMNS
         ]
     images = [
-        ex.ExpectColumnValuesToBeInSet(column="status", value_set=[STATUS_OK], mostly=1.0 - max_bad_share)
+        ex.ExpectColumnValuesToBeInSet(
+            column="status", value_set=[STATUS_OK], mostly=round(1.0 - max_bad_share, _MOSTLY_DIGITS)
+        )
     ]
     return {"interactions": interactions, "users": users, "items": item_checks, "images": images}
 
@@ -231,7 +244,24 @@ def describe_failure(suite: str, result: Any, frame: pd.DataFrame) -> str:
         detail = f"observed {res.get('observed_value')!r}"
     if result.exception_info and result.exception_info.get("raised_exception"):
         detail = f"error: {result.exception_info.get('exception_message')}"
-    return f"{suite}: {cfg.type}({kwargs}) failed: {detail}"
+    hint = HINTS.get(str(kwargs.get("column")))
+    return f"{suite}: {cfg.type}({kwargs}) failed: {detail}" + (f" ({hint})" if hint else "")
+
+
+def expectation_row(suite: str, result: Any) -> dict[str, Any]:
+    """One expectation's outcome as plain JSON: suite, type, arguments, success, what was observed."""
+    cfg = result.expectation_config
+    res = result.result or {}
+    observed = res.get("observed_value")
+    if observed is None and "unexpected_count" in res:
+        observed = f"{res['unexpected_count']} unexpected of {res.get('element_count')}"
+    return {
+        "suite": suite,
+        "expectation": cfg.type,
+        "kwargs": {k: v for k, v in cfg.kwargs.items() if k not in ("batch_id", "result_format")},
+        "success": bool(result.success),
+        "observed": observed,
+    }
 
 
 # --------------------------------------------------------------------------- entry point
@@ -245,7 +275,7 @@ def validate_tables(
     *,
     k: int,
     max_bad_share: float,
-    image_rule: ImageRule = ImageRule(),
+    image_rule: ImageRule | None = None,
     image_folders: tuple[Path, ...] | None = None,
     max_missing_text_share: float = 0.0,
     text_expected: bool | None = None,
@@ -260,7 +290,7 @@ def validate_tables(
         docs_dir: where the Data Docs HTML goes (created).
         k: the k-core the data must satisfy.
         max_bad_share: tolerated share of items whose image is unusable.
-        image_rule: the size limits (shared with preprocess).
+        image_rule: the size limits (shared with preprocess; default: permissive).
         image_folders: where images may be read from (None = anywhere).
         max_missing_text_share: tolerated share of items missing each text column.
         text_expected: whether ingest read a metadata file (None = unknown: checks text only when
@@ -272,18 +302,19 @@ def validate_tables(
     items_t = item_table(items, inter)
     check_text = bool(items_t["has_text"].any()) if text_expected is None else text_expected
     frames = {"interactions": inter, "users": user_table(inter, n_users), "items": items_t}
-    images = image_status(items, root, image_rule, image_folders)
+    images = image_status(items, root, image_rule or ImageRule(), image_folders)
     has_images = bool(images["image_path"].notna().any())
     if has_images:
         frames["images"] = images
     suites = _suites(inter, items, n_users, n_items, k, check_text, max_bad_share, max_missing_text_share)
     ctx = _context(docs_dir)
-    failures, per_suite = [], {}
+    failures, per_suite, rows = [], {}, []
     for name, frame in frames.items():
         result = _run_suite(ctx, name, suites[name], frame)
         failed = [r for r in result.results if not r.success]
         per_suite[name] = {"evaluated": len(result.results), "failed": len(failed)}
         failures += [describe_failure(name, r, frame) for r in failed]
+        rows += [expectation_row(name, r) for r in result.results]
     ctx.build_data_docs(site_names=[DOCS_SITE])  # once: rendering dominates the run time
     counts = images["status"].value_counts()
     bad = int(len(images) - counts.get(STATUS_OK, 0))
@@ -302,7 +333,7 @@ def validate_tables(
     warnings = (
         _image_warnings(images, has_images) if not any(f.startswith("images:") for f in failures) else []
     )
-    return ValidationReport(summary, failures, warnings)
+    return ValidationReport(summary, failures, warnings, rows)
 
 
 def _image_warnings(images: pd.DataFrame, has_images: bool) -> list[str]:

@@ -81,7 +81,8 @@ def run(params: Params, root: Path) -> StageResult:
     items = read_items(root / params.ingest.out_dir / ITEMS_FILE)
     views = token_counts(build_views(items, cfg), params)
     items, fetch_failures = with_fetched_images(items, params, root)
-    manifest = build_manifest(items, root, ImageRule.from_config(params.validate), allowed_folders(params, root))
+    rule, folders = ImageRule.from_config(params.validate), allowed_folders(params, root)
+    manifest = build_manifest(items, root, rule, folders)
     manifest = note_failures(manifest, fetch_failures, STATUS_OK)
     missing = missing_list(items, manifest)
     out = root / cfg.out_dir

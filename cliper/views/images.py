@@ -38,7 +38,9 @@ PLACEHOLDER_RGB = (128, 128, 128)
 PLACEHOLDER_SIZE = 224
 STATUS_OK, STATUS_MISSING, STATUS_CORRUPT = "ok", "missing", "corrupt"
 STATUS_SMALL, STATUS_LARGE, STATUS_UNSAFE = "too_small", "too_large", "unsafe_path"
-STATUSES: tuple[str, ...] = (STATUS_OK, STATUS_MISSING, STATUS_CORRUPT, STATUS_SMALL, STATUS_LARGE, STATUS_UNSAFE)
+STATUSES: tuple[str, ...] = (
+    STATUS_OK, STATUS_MISSING, STATUS_CORRUPT, STATUS_SMALL, STATUS_LARGE, STATUS_UNSAFE
+)
 _WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 _BAR_MIN = 500  # progress bar only for catalogs at least this large
