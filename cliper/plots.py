@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from cliper import io
 
 DPI = 110
+HIST_BINS = 20  # bins of the view-weight histograms over [0, 1]
 
 
 def _save(fig: Figure, path: str | Path) -> Path:
@@ -71,4 +72,18 @@ def plot_metrics_at_k(
                 ax.plot(ks, [values[f"{name}@{k}"] for k in ks], marker="o", label=group)
         ax.set(xlabel="K", title=f"{name}@K")
     axes[0].legend(fontsize="small")
+    return _save(fig, path)
+
+
+def plot_view_weight_histograms(weights: np.ndarray, view_names: Sequence[str], path: str | Path) -> Path:
+    """One histogram per view of the fusion weights ``weights [I, V]`` over items (shared axes)."""
+    n = len(view_names)
+    fig = Figure(figsize=(2.6 * n, 2.6))
+    axes = np.atleast_1d(fig.subplots(1, n, sharex=True, sharey=True))
+    bins = np.linspace(0.0, 1.0, HIST_BINS + 1)
+    for k, (ax, name) in enumerate(zip(axes, view_names, strict=True)):
+        ax.hist(np.asarray(weights)[:, k], bins=bins, color="tab:blue")
+        ax.axvline(1.0 / n, color="grey", linestyle="--", linewidth=1)
+        ax.set(title=name, xlabel="weight a[i, k]")
+    axes[0].set_ylabel("items (dashed: uniform 1/V)")
     return _save(fig, path)

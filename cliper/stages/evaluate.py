@@ -8,7 +8,9 @@ and test at every K of ``evaluate.topk`` (protocol: :mod:`cliper.evaluate`) and 
 * ``missing_image``: only test targets whose item is listed in
   ``<preprocess.out_dir>/missing_images.csv`` (when that file exists and lists any item).
 
-Writes ``<evaluate.out_dir>/metrics.json`` and ``<evaluate.out_dir>/plots/metrics_at_k.png``.
+Writes ``<evaluate.out_dir>/metrics.json`` and ``<evaluate.out_dir>/plots/metrics_at_k.png``; for
+a multimodal model also the view report (:mod:`cliper.view_report`): ``<evaluate.out_dir>/views/``
+(``view_report.md``, ``view_weights.csv``, ``ablation.csv``) and ``plots/view_weights_hist.png``.
 """
 
 from __future__ import annotations
@@ -24,17 +26,18 @@ from cliper import io, plots
 from cliper.config import Params
 from cliper.errors import DataError
 from cliper.evaluate import Splits, evaluate_model
-from cliper.models import InteractionData, Recommender, get_model_class
+from cliper.models import Features, InteractionData, Recommender, get_model_class
 from cliper.stages import StageResult
 from cliper.train import resolve_device
 
 logger = logging.getLogger(__name__)
 
 MISSING_IMAGES_FILE = "missing_images.csv"
+VIEW_REPORT_DIR = "views"
 
 
-def load_trained(params: Params, root: Path) -> tuple[Recommender, Splits, dict[str, Any]]:
-    """(model in eval mode, splits, train_meta.json) of the trained recommender."""
+def load_trained(params: Params, root: Path) -> tuple[Recommender, Splits, dict[str, Any], Features | None]:
+    """(model in eval mode, splits, train_meta.json, features or None) of the trained recommender."""
     from cliper.features import load_features
 
     model_dir = root / params.train.out_dir
@@ -51,7 +54,7 @@ def load_trained(params: Params, root: Path) -> tuple[Recommender, Splits, dict[
         model = Recommender.load(model_dir, data, features)
     except ValueError as exc:
         raise DataError(str(exc)) from exc
-    return model.to(resolve_device(params.train.device)), splits, meta
+    return model.to(resolve_device(params.train.device)), splits, meta, features
 
 
 def slice_filters(params: Params, root: Path, splits: Splits) -> dict[str, np.ndarray]:
@@ -70,10 +73,29 @@ def slice_filters(params: Params, root: Path, splits: Splits) -> dict[str, np.nd
     return {name: m for name, m in filters.items() if m.any()}
 
 
+def _view_report(
+    params: Params, model: Recommender, splits: Splits, features: Features, slices: dict, out: Path
+) -> dict[str, str]:
+    """Weights per view, inference-time view ablation and slices (:mod:`cliper.view_report`)."""
+    from cliper import view_report
+
+    e = params.evaluate
+    data = InteractionData(splits.n_users, splits.n_items, splits.users["train"], splits.items["train"])
+    settings = {
+        "topk": sorted(e.topk),
+        "batch_users": e.batch_users,
+        "metric_k": int(e.valid_metric.split("@")[1]),
+    }
+    target = splits.target("test")
+    return view_report.write_report(
+        model, data, features, target, settings, slices, out / VIEW_REPORT_DIR, out / "plots"
+    )
+
+
 def run(params: Params, root: Path) -> StageResult:
     """Evaluate the trained model and write metrics + plot."""
     e = params.evaluate
-    model, splits, meta = load_trained(params, root)
+    model, splits, meta, features = load_trained(params, root)
     topk = sorted(e.topk)
     results: dict[str, Any] = {
         split: evaluate_model(model, splits.target(split), topk, e.batch_users) for split in ("valid", "test")
@@ -102,6 +124,8 @@ def run(params: Params, root: Path) -> StageResult:
         **{f"test/{k}": v for k, v in slices.items()},
     }
     outputs["plot"] = str(plots.plot_metrics_at_k(groups, out / "plots" / "metrics_at_k.png"))
+    if features is not None:
+        outputs.update(_view_report(params, model, splits, features, slices, out))
     flat = {f"test_{k}": v for k, v in results["test"].items()}
     flat.update({f"valid_{e.valid_metric}": results["valid"][e.valid_metric]})
     if params.tracking.enabled:  # MLflow run + registered model (challenger); link for the flow

@@ -1,0 +1,177 @@
+"""The view report of the evaluate stage: what each text view contributes (CLIPER's view analysis).
+
+Wu et al. (CLIPER, arXiv 2407.05420) analyse the views by the fusion weights they receive and by
+ablations. For a trained multimodal model this module computes:
+
+* **Weight distribution** (``view_weights.csv``, ``plots/view_weights_hist.png``): per view, the
+  fusion weights ``a[i, k]`` over items - mean, sd, quartiles, and the share of items for which
+  the view gets the largest weight.
+* **Inference-time ablation** (``ablation.csv``): the trained model re-scored on test with its text
+  feature fused from a subset of views (each view alone; all but one) and, for comparison, with
+  the other parameter-free fusions of all views (``mean``, ``sum``, ``attention`` with and without
+  ``normalize``). The trained weights stay; only what is derived from the features is rebuilt
+  (FREEDOM's frozen item graph, VBPR's text input; a backbone whose scores ignore the text
+  feature, like BM3, shows no change). This measures how much the trained ranking depends on
+  each view without retraining; the retrained ablation is one experiment per row
+  (``dvc exp run -S 'train.views=[title]'``, ``-S train.fusion.name=self_attention``).
+  A learnable or ``concat`` fusion is tied to its views and width, so it gets no ablation rows.
+* ``view_report.md``: both tables plus the test slices (cold start, missing image) the stage computed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cliper import io, plots
+from cliper.config import FusionConfig
+from cliper.evaluate import EvalTarget, evaluate_model
+from cliper.fusion import Fusion, build_fusion
+from cliper.models import Features, InteractionData
+from cliper.models.multimodal import MultimodalRecommender
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_FILE, ABLATION_FILE, REPORT_FILE = "view_weights.csv", "ablation.csv", "view_report.md"
+HIST_FILE = "view_weights_hist.png"
+# Trained tables that hold a copy of the fused text feature: rebuilt from the ablated views.
+FEATURE_STATE_KEYS = ("text_table",)
+ALT_FUSIONS = ("mean", "sum")  # parameter-free fusions of all views shown beside the trained one
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One ablation row: a label, the views fused and the fusion settings."""
+
+    label: str
+    views: tuple[str, ...]
+    fusion: FusionConfig
+
+
+def weight_summary(weights: np.ndarray, view_names: tuple[str, ...]) -> pd.DataFrame:
+    """Per view: mean, sd, quartiles of ``weights [I, V]`` and the share of items it dominates."""
+    top = np.bincount(weights.argmax(1), minlength=weights.shape[1]) / weights.shape[0]
+    q = np.quantile(weights, [0.25, 0.5, 0.75], axis=0)
+    return pd.DataFrame(
+        {
+            "view": list(view_names),
+            "mean": weights.mean(0),
+            "sd": weights.std(0),
+            "q25": q[0],
+            "median": q[1],
+            "q75": q[2],
+            "top_share": top,
+        }
+    )
+
+
+def variants(view_names: tuple[str, ...], fusion: Fusion) -> list[Variant]:
+    """All views as trained; each view alone; all but one; other parameter-free fusions."""
+    cfg = fusion.cfg
+    rows = [Variant(f"all views ({_describe(cfg)}, trained)", view_names, cfg)]
+    if fusion.learnable or fusion.name == "concat":
+        return rows
+    if len(view_names) > 1:
+        rows += [Variant(f"only {v}", (v,), cfg) for v in view_names]
+        rows += [Variant(f"without {v}", tuple(w for w in view_names if w != v), cfg) for v in view_names]
+    others = [dataclasses.replace(cfg, name=n) for n in ALT_FUSIONS if n != cfg.name]
+    others.append(dataclasses.replace(cfg, name="attention", normalize=not cfg.normalize))
+    rows += [Variant(f"all views ({_describe(f)})", view_names, f) for f in others if f != cfg]
+    return rows
+
+
+def _describe(cfg: FusionConfig) -> str:
+    return cfg.name + (", normalize" if cfg.normalize else "")
+
+
+def rescored(
+    model: MultimodalRecommender, data: InteractionData, features: Features, variant: Variant
+) -> MultimodalRecommender:
+    """A copy of ``model`` (same trained weights) whose feature-derived parts use ``variant``."""
+    idx = [features.view_names.index(v) for v in variant.views]
+    sub = Features(features.image, features.text_views[idx], variant.views)
+    fusion = build_fusion(variant.fusion, len(idx), features.text_views.shape[2])
+    copy = type(model)(data, model.config, features=sub, fusion=fusion)
+    state = {k: v for k, v in model.state_dict().items() if k not in FEATURE_STATE_KEYS}
+    missing, unexpected = copy.load_state_dict(state, strict=False)
+    if unexpected or set(missing) - set(FEATURE_STATE_KEYS):
+        raise ValueError(f"view ablation: state mismatch (missing {missing}, unexpected {unexpected})")
+    return copy.to(next(model.parameters()).device).eval()
+
+
+def ablation_table(
+    model: MultimodalRecommender,
+    data: InteractionData,
+    features: Features,
+    target: EvalTarget,
+    topk: list[int],
+    batch_users: int,
+) -> pd.DataFrame:
+    """Test metrics of every :func:`variants` row (the first row is the trained model itself)."""
+    rows = []
+    for variant in variants(features.view_names, model.fusion):
+        scored = model if len(rows) == 0 else rescored(model, data, features, variant)
+        metrics = evaluate_model(scored, target, topk, batch_users)
+        rows.append({"variant": variant.label, "views": ",".join(variant.views), **metrics})
+    return pd.DataFrame(rows)
+
+
+def _markdown(frame: pd.DataFrame, columns: list[str], digits: int = 4) -> str:
+    head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
+    cells = frame[columns].to_numpy()
+    fmt = [[f"{c:.{digits}f}" if isinstance(c, float) else str(c) for c in row] for row in cells]
+    return head + "".join("| " + " | ".join(r) + " |\n" for r in fmt)
+
+
+def write_report(
+    model: MultimodalRecommender,
+    data: InteractionData,
+    features: Features,
+    target: EvalTarget,
+    settings: dict[str, Any],
+    slices: dict[str, dict[str, float]],
+    out_dir: Path,
+    plots_dir: Path,
+) -> dict[str, str]:
+    """Write the tables, the histogram and ``view_report.md``; returns the output paths.
+
+    Args:
+        settings: ``topk`` (list of K), ``batch_users`` and ``metric_k`` (the K shown in the markdown).
+    """
+    outputs: dict[str, str] = {}
+    lines = [f"# View report: {model.name}, views {', '.join(features.view_names)}\n"]
+    k = settings["metric_k"]
+    weights = model.view_weights()
+    if weights is not None:
+        summary = weight_summary(np.asarray(weights, dtype=np.float64), features.view_names)
+        outputs["view_weights_summary"] = str(_write_csv(summary, out_dir / WEIGHTS_FILE))
+        hist = plots.plot_view_weight_histograms(weights, features.view_names, plots_dir / HIST_FILE)
+        outputs["view_weights_hist"] = str(hist)
+        lines += ["## Fusion weights over items\n", _markdown(summary, list(summary.columns))]
+    else:
+        lines.append(f"Fusion '{model.fusion.name}' produces no per-view weights.\n")
+    with torch.no_grad():
+        table = ablation_table(model, data, features, target, settings["topk"], settings["batch_users"])
+    outputs["view_ablation"] = str(_write_csv(table, out_dir / ABLATION_FILE))
+    cols = ["variant", f"recall@{k}", f"ndcg@{k}"]
+    lines += ["## Inference-time ablation (test, trained weights kept)\n", _markdown(table, cols)]
+    if slices:
+        frame = pd.DataFrame([{"slice": n, **m} for n, m in slices.items()])
+        lines += ["## Test slices\n", _markdown(frame, ["slice", "n_users", "n_targets", *cols[1:]])]
+    with io.atomic_path(out_dir / REPORT_FILE) as tmp:
+        Path(tmp).write_text("\n".join(lines), encoding="utf-8")
+    outputs["view_report"] = str(out_dir / REPORT_FILE)
+    return outputs
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with io.atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+    return path

@@ -1,0 +1,143 @@
+"""The evaluate stage's view report: weight distribution, inference-time view ablation, slices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from cliper.config import FusionConfig, Params, from_dict
+from cliper.evaluate import Splits, evaluate_model
+from cliper.features import write_features
+from cliper.fusion import build_fusion
+from cliper.models import Features, InteractionData, build_model
+from cliper.view_report import ablation_table, rescored, variants, weight_summary
+
+N_USERS, N_ITEMS, DIM, PER_USER = 24, 20, 8, 6
+VIEWS = ("title", "brand", "global")
+SMALL = {"embedding_size": DIM, "feat_embed_dim": DIM, "knn_k": 4}
+
+
+def interactions() -> pd.DataFrame:
+    rng = np.random.default_rng(2)
+    items = np.argsort(rng.random((N_USERS, N_ITEMS)), axis=1)[:, :PER_USER]
+    labels = np.tile(np.r_[np.zeros(PER_USER - 2), 1, 2].astype(np.int8), N_USERS)
+    return pd.DataFrame(
+        {"user_id": np.repeat(np.arange(N_USERS), PER_USER), "item_id": items.ravel(), "x_label": labels}
+    )
+
+
+def arrays() -> tuple[np.ndarray, np.ndarray]:
+    """Text views [V, I, D] (title close to the image, brand noisy, global noise) and image [I, D]."""
+    rng = np.random.default_rng(3)
+    image = rng.normal(size=(N_ITEMS, DIM)).astype(np.float32)
+    noise = rng.normal(size=(len(VIEWS), N_ITEMS, DIM))
+    text = np.stack([image + 0.2 * noise[0], image + 2.0 * noise[1], 3.0 * noise[2]]).astype(np.float32)
+    return text, image
+
+
+@pytest.fixture(scope="module")
+def setup():  # noqa: ANN201
+    s = Splits.from_frame(interactions())
+    data = InteractionData(s.n_users, s.n_items, s.users["train"], s.items["train"])
+    text, image = arrays()
+    features = Features(torch.from_numpy(image), torch.from_numpy(text), VIEWS)
+    return s, data, features
+
+
+def make(name: str, data, features, fusion: str = "attention"):  # noqa: ANN001, ANN201
+    torch.manual_seed(0)
+    fus = build_fusion(FusionConfig(name=fusion), len(VIEWS), DIM)
+    config = {k: v for k, v in SMALL.items() if name == "freedom" or k == "embedding_size"}
+    model = build_model(name, data, config, features=features, fusion=fus)
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    users, items = torch.from_numpy(data.train_users), torch.from_numpy(data.train_items)
+    for step in range(5):  # move the weights away from their initialisation
+        model.train()
+        model.pre_epoch()
+        loss = model.calculate_loss(users, items, torch.roll(items, step + 1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+def test_weight_summary_is_a_distribution_over_views(setup) -> None:
+    _, data, features = setup
+    weights = make("freedom", data, features).view_weights()
+    summary = weight_summary(weights, VIEWS)
+    assert list(summary["view"]) == list(VIEWS)
+    assert summary["mean"].sum() == pytest.approx(1.0) and summary["top_share"].sum() == pytest.approx(1.0)
+    assert summary.loc[0, "mean"] == summary["mean"].max()  # the image-consistent title view leads
+
+
+def test_variants_cover_single_views_leave_one_out_and_other_fusions(setup) -> None:
+    _, data, features = setup
+    model = make("freedom", data, features)
+    labels = [v.label for v in variants(VIEWS, model.fusion)]
+    assert labels[0] == "all views (attention, trained)"
+    assert {f"only {v}" for v in VIEWS} | {f"without {v}" for v in VIEWS} <= set(labels)
+    assert {"all views (mean)", "all views (sum)", "all views (attention, normalize)"} <= set(labels)
+    learnable = make("freedom", data, features, fusion="self_attention")
+    assert len(variants(VIEWS, learnable.fusion)) == 1  # tied to its views: no ablation rows
+
+
+def test_rescoring_keeps_trained_weights_and_rebuilds_the_item_graph(setup) -> None:
+    _, data, features = setup
+    model = make("freedom", data, features)
+    users = torch.arange(N_USERS)
+    same = rescored(model, data, features, variants(VIEWS, model.fusion)[0])
+    torch.testing.assert_close(same.full_sort_predict(users), model.full_sort_predict(users))
+    only_global = next(v for v in variants(VIEWS, model.fusion) if v.label == "only global")
+    other = rescored(model, data, features, only_global)
+    assert not torch.equal(other.mm_adj.to_dense(), model.mm_adj.to_dense())
+    assert not torch.allclose(other.full_sort_predict(users), model.full_sort_predict(users))
+    torch.testing.assert_close(other.user_embedding, model.user_embedding)
+
+
+def test_ablation_table_first_row_is_the_trained_model(setup) -> None:
+    s, data, features = setup
+    model = make("vbpr", data, features)
+    target = s.target("test")
+    table = ablation_table(model, data, features, target, [5, 10], 64)
+    assert len(table) == len(variants(VIEWS, model.fusion)) == 1 + 2 * len(VIEWS) + 3
+    assert table.loc[0, "recall@10"] == pytest.approx(evaluate_model(model, target, [5, 10], 64)["recall@10"])
+    assert table["recall@10"].nunique() > 1  # VBPR's scores depend on the text views
+
+
+def test_evaluate_stage_writes_the_view_report(tmp_path) -> None:
+    from cliper.stages.evaluate import run as evaluate
+    from cliper.stages.train import run as train
+
+    root = tmp_path / "proj"
+    (root / "data/ingested").mkdir(parents=True)
+    interactions().to_parquet(root / "data/ingested/interactions.parquet")
+    text, image = arrays()
+    write_features(root / "data/features", text, image, list(VIEWS))
+    params = from_dict(
+        Params,
+        {
+            "train": {
+                "backbone": "freedom",
+                "epochs": 2,
+                "device": "cpu",
+                "progress": False,
+                "backbones": {"freedom": SMALL},
+            },
+            "evaluate": {"topk": [5, 10], "valid_metric": "recall@10"},
+            "tracking": {"enabled": False},
+        },
+    )
+    train(params, root)
+    result = evaluate(params, root)
+    out = root / "reports/evaluate"
+    for key, rel in (
+        ("view_report", "views/view_report.md"),
+        ("view_ablation", "views/ablation.csv"),
+        ("view_weights_summary", "views/view_weights.csv"),
+        ("view_weights_hist", "plots/view_weights_hist.png"),
+    ):
+        assert result.outputs[key] == str(out / rel) and (out / rel).exists()
+    report = (out / "views/view_report.md").read_text()
+    assert "only title" in report and "without global" in report and "cold_start" in report
