@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import hashlib
 import json
 import os
@@ -47,6 +48,21 @@ def _disk_full_as_output_error(path: Path) -> Iterator[None]:
         ) from exc
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def default_mode(is_dir: bool = False) -> int:
+    """The mode ``open()``/``mkdir()`` would give (0o666/0o777 less the umask).
+
+    ``tempfile`` creates its files 0600 and folders 0700; outputs moved into place from there
+    would otherwise be unreadable to the rest of the team and to the web servers that show them.
+    """
+    return (0o777 if is_dir else 0o666) & ~_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success move it over ``path``.
@@ -58,6 +74,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    tmp_path.chmod(default_mode())
     try:
         with _disk_full_as_output_error(path):
             yield tmp_path
@@ -69,10 +86,17 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary directory beside ``path``; on success it replaces ``path`` whole."""
+    """Yield a temporary directory beside ``path``; on success it replaces ``path`` whole.
+
+    Temporary siblings left by a run that was killed (``kill -9`` runs no clean-up) are removed
+    first, so they never pile up beside the output.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp.chmod(default_mode(is_dir=True))
     try:
         with _disk_full_as_output_error(path):
             yield tmp

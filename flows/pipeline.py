@@ -55,7 +55,9 @@ def cliper_pipeline(
     logger.info(
         "project %s, dataset %s, backbone %s, stages %s", root, run["dataset"], run["backbone"], selected
     )
-    results = [STAGE_TASKS[name].with_options(**options)(str(root)) for name in selected]
+    # A stage task ends in a state it builds itself (``Skipped`` when DVC skipped the stage);
+    # calling it returns that state, whose result is the stage's summary dict.
+    results = [STAGE_TASKS[name].with_options(**options)(str(root)).result() for name in selected]
     if promote and "evaluate" in selected:
         results.append(promote_task.with_options(**options)(str(root)))
     skipped = [r["stage"] for r in results if r.get("status") == "skipped"]

@@ -1,31 +1,38 @@
 """Stage outcomes -> Prefect artifacts (markdown metrics tables and links).
 
 Every stage gets one markdown artifact keyed ``cliper-<stage>`` (status, duration and a table
-of the metrics files ``dvc.yaml`` declares for it); ``validate`` adds a link to the Great
-Expectations Data Docs and ``evaluate`` a link to its MLflow run when the stage wrote
+of the metrics files ``dvc.yaml`` declares for it); ``validate`` adds its validation report
+(every suite and expectation, as markdown) and ``evaluate`` a link to its MLflow run when the stage wrote
 ``<evaluate.out_dir>/mlflow.json``. Keys are stable, so the UI shows each stage's history.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
 from cliper.config import flatten, load_params
+from cliper.data.validation_report import REPORT_FILE as REPORT_HTML
+from cliper.data.validation_report import REPORT_MARKDOWN
 from tasks.dvc import StageFailed, StageOutcome
 
 MAX_ROWS = 80
 MLFLOW_FILE = "mlflow.json"
-DATA_DOCS_INDEX = "data_docs/index.html"
 
 
 def artifact_key(stage: str, suffix: str = "") -> str:
     """Prefect artifact key (lowercase letters, digits and dashes) for a stage."""
     key = f"cliper-{stage}" + (f"-{suffix}" if suffix else "")
     return key.replace("_", "-").lower()
+
+
+def natural_key(name: str) -> list[Any]:
+    """Sort key that orders numbers by value: ``recall@5 < recall@10 < recall@20 < recall@50``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 def _cell(value: Any) -> str:
@@ -43,7 +50,7 @@ def metrics_markdown(outcome: StageOutcome) -> str:
     if not outcome.metrics:
         parts.append("_This stage declares no metrics in dvc.yaml (or none were written)._")
     for rel, data in outcome.metrics.items():
-        rows = list(flatten(data).items())
+        rows = sorted(flatten(data).items(), key=lambda kv: natural_key(kv[0]))
         parts += [f"## `{rel}`", "", "| metric | value |", "| --- | --- |"]
         parts += [f"| {_cell(k)} | {_cell(v)} |" for k, v in rows[:MAX_ROWS]]
         if len(rows) > MAX_ROWS:
@@ -81,7 +88,7 @@ def publish(outcome: StageOutcome, root: Path) -> list[str]:
     )
     params = load_params(root / "params.yaml")
     if outcome.stage == "validate":
-        keys += _publish_data_docs(root, params.validate.out_dir)
+        keys += _publish_validation_report(root, params.validate.out_dir)
     if outcome.stage == "evaluate":
         keys += _publish_mlflow(root / params.evaluate.out_dir / MLFLOW_FILE)
     return keys
@@ -96,18 +103,28 @@ def publish_failure(error: StageFailed, root: Path) -> list[str]:
         key=keys[0], description=f"{error.stage}: failed",
     )
     if error.stage == "validate":
-        keys += _publish_data_docs(root, load_params(root / "params.yaml").validate.out_dir)
+        keys += _publish_validation_report(root, load_params(root / "params.yaml").validate.out_dir)
     return keys
 
 
-def _publish_data_docs(root: Path, out_dir: str) -> list[str]:
-    index = root / out_dir / DATA_DOCS_INDEX
-    if not index.is_file():
+def _publish_validation_report(root: Path, out_dir: str) -> list[str]:
+    """The validation report (every suite and expectation) as a markdown artifact.
+
+    A link cannot work here: the Prefect UI is served over http and browsers refuse ``file://``
+    links from it, and the GX Data Docs need their CDN assets. The markdown shows in the UI as it
+    is; the same report as one self-contained HTML page is logged to the MLflow run.
+    """
+    folder = root / out_dir
+    text_file = folder / REPORT_MARKDOWN
+    if not text_file.is_file():
         return []
-    key = artifact_key("validate", "data-docs")
-    create_link_artifact(
-        index.resolve().as_uri(), link_text="Great Expectations Data Docs", key=key,
-        description="Validation results of the ingested data (open in a browser)",
+    key = artifact_key("validate", "report")
+    html_page = (folder / REPORT_HTML).resolve()
+    text = text_file.read_text(encoding="utf-8")
+    create_markdown_artifact(
+        f"{text}\n_The same report as one HTML page (works offline): `{html_page}`; it is also an artifact "
+        "of the evaluate stage's MLflow run (`reports/validate/report.html`)._\n",
+        key=key, description="Validation results of the ingested data: every suite and expectation",
     )
     return [key]
 

@@ -2,7 +2,8 @@
 
 A task calls ``dvc repro --single-item <stage>`` in the project (DVC skips it when nothing
 changed), streams the stage's output into the task's run logger, publishes the stage's
-metrics as artifacts and returns ``{"stage", "status": "ran" | "skipped", "duration_s",
+metrics as artifacts and ends in a ``Completed`` state (named ``Skipped`` in the UI when DVC
+skipped the stage) whose result is ``{"stage", "status": "ran" | "skipped", "duration_s",
 "metrics"}``. A failing stage raises :class:`tasks.dvc.StageFailed` carrying the stage's own
 last error lines. Prefect result caching is off: DVC alone decides what is fresh.
 
@@ -22,13 +23,14 @@ from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.context import TaskRunContext
-from prefect.states import State
+from prefect.states import Completed, State
 
 from cliper.config import OrchestrationConfig, load_params
 from cliper.stages import STAGES
 from tasks import artifacts, dvc
 
 _DEFAULTS = OrchestrationConfig()
+SKIPPED_STATE = "Skipped"  # the state name of a stage DVC found up to date
 
 
 def retry_unless_user_error(task: Task, task_run: TaskRun, state: State) -> bool:
@@ -111,61 +113,72 @@ def _reproduce(stage: str, project_dir: str) -> dict[str, Any]:
     return outcome.as_dict()
 
 
+def stage_state(result: dict[str, Any]) -> State:
+    """The task run's final state: ``Completed``, or ``Completed`` named ``Skipped`` when DVC skipped it.
+
+    A state name is what the Prefect UI shows on the task run (its type stays COMPLETED, so the
+    flow and its downstream stages treat a skipped stage as done).
+    """
+    if result.get("status") == "skipped":
+        return Completed(data=result, name=SKIPPED_STATE, message=f"stage {result['stage']} was up to date")
+    return Completed(data=result, message=f"stage {result['stage']} ran in {result['duration_s']:.1f} s")
+
+
 @task(name="demo_data", **TASK_DEFAULTS)
-def demo_data(project_dir: str) -> dict[str, Any]:
+def demo_data(project_dir: str) -> State:
     """Write the embedded synthetic catalog (DVC stage ``demo_data``)."""
-    return _reproduce("demo_data", project_dir)
+    return stage_state(_reproduce("demo_data", project_dir))
 
 
 @task(name="ingest", **TASK_DEFAULTS)
-def ingest(project_dir: str) -> dict[str, Any]:
+def ingest(project_dir: str) -> State:
     """Raw catalog -> interactions, items, id maps, split and stats (DVC stage ``ingest``)."""
-    return _reproduce("ingest", project_dir)
+    return stage_state(_reproduce("ingest", project_dir))
 
 
 @task(name="fetch", **TASK_DEFAULTS)
-def fetch(project_dir: str) -> dict[str, Any]:
+def fetch(project_dir: str) -> State:
     """Item images from their URLs; off unless ``fetch.enabled``, resumable (DVC stage ``fetch``)."""
-    return _reproduce("fetch", project_dir)
+    return stage_state(_reproduce("fetch", project_dir))
 
 
 @task(name="validate", **TASK_DEFAULTS)
-def validate(project_dir: str) -> dict[str, Any]:
+def validate(project_dir: str) -> State:
     """Great Expectations checks; fails the run on violations (DVC stage ``validate``)."""
-    return _reproduce("validate", project_dir)
+    return stage_state(_reproduce("validate", project_dir))
 
 
 @task(name="preprocess", **TASK_DEFAULTS)
-def preprocess(project_dir: str) -> dict[str, Any]:
+def preprocess(project_dir: str) -> State:
     """Text views and image manifest (DVC stage ``preprocess``)."""
-    return _reproduce("preprocess", project_dir)
+    return stage_state(_reproduce("preprocess", project_dir))
 
 
 @task(name="adapt", **TASK_DEFAULTS)
-def adapt(project_dir: str) -> dict[str, Any]:
+def adapt(project_dir: str) -> State:
     """Contrastive adaptation of the CLIP model (DVC stage ``adapt``)."""
-    return _reproduce("adapt", project_dir)
+    return stage_state(_reproduce("adapt", project_dir))
 
 
 @task(name="extract", **TASK_DEFAULTS)
-def extract(project_dir: str) -> dict[str, Any]:
+def extract(project_dir: str) -> State:
     """CLIP features of every view and image; resumes from its shards (DVC stage ``extract``)."""
-    return _reproduce("extract", project_dir)
+    return stage_state(_reproduce("extract", project_dir))
 
 
 @task(name="train", **TASK_DEFAULTS)
-def train(project_dir: str) -> dict[str, Any]:
+def train(project_dir: str) -> State:
     """Train the recommender; resumes from its checkpoint (DVC stage ``train``)."""
-    return _reproduce("train", project_dir)
+    return stage_state(_reproduce("train", project_dir))
 
 
 @task(name="evaluate", **TASK_DEFAULTS)
-def evaluate(project_dir: str) -> dict[str, Any]:
+def evaluate(project_dir: str) -> State:
     """Full-ranking test metrics, MLflow run and challenger registration (DVC stage ``evaluate``)."""
-    return _reproduce("evaluate", project_dir)
+    return stage_state(_reproduce("evaluate", project_dir))
 
 
-STAGE_TASKS: dict[str, Task[..., dict[str, Any]]] = {
+STAGE_TASKS: dict[str, Task[..., State]] = {
     "demo_data": demo_data,
     "ingest": ingest,
     "fetch": fetch,

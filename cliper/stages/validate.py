@@ -1,6 +1,7 @@
 """Stage ``validate``: Great Expectations suites over ``data/ingested/``.
 
-Writes ``<out_dir>/summary.json`` (DVC metrics) and the Data Docs HTML under
+Writes ``<out_dir>/summary.json`` (DVC metrics), ``<out_dir>/report.html`` (one self-contained
+page, readable offline: :mod:`cliper.data.validation_report`) and the GX Data Docs HTML under
 ``<out_dir>/data_docs/`` (built in a temporary folder, then moved into place), also when the
 data fails, so the failure can be inspected; then raises :class:`ValidationFailed` naming each
 failing expectation with example rows.
@@ -21,6 +22,7 @@ import pandas as pd
 from cliper import io
 from cliper.config import Params
 from cliper.data.validate import validate_tables
+from cliper.data.validation_report import REPORT_FILE, REPORT_MARKDOWN, render_markdown, render_report
 from cliper.errors import DataError, ValidationFailed
 from cliper.stages import StageResult
 from cliper.views.images import ImageRule, allowed_folders
@@ -69,15 +71,19 @@ def run(params: Params, root: Path) -> StageResult:
             n_users=n_users,
         )
     report.summary["inputs_sha256"] = inputs_digest(in_dir)
+    parts = (report.summary, report.expectations, report.failures, str(in_dir))
+    report_path = io.write_text(out_dir / REPORT_FILE, render_report(*parts))  # offline: no CDN assets
+    io.write_text(out_dir / REPORT_MARKDOWN, render_markdown(*parts))  # the Prefect artifact's text
     summary_path = io.write_json(out_dir / SUMMARY_FILE, report.summary)
     if not report.success:
         raise ValidationFailed(
-            f"validation of {in_dir} failed ({len(report.failures)} expectation(s); Data Docs: "
-            f"{out_dir / DOCS_DIR / 'index.html'}):\n  " + "\n  ".join(report.failures)
+            f"validation of {in_dir} failed ({len(report.failures)} expectation(s); report: "
+            f"{report_path}):\n  " + "\n  ".join(report.failures)
         )
     return StageResult(
         stage="validate",
-        outputs={"summary": str(summary_path), "data_docs": str(out_dir / DOCS_DIR)},
+        outputs={"summary": str(summary_path), "report": str(report_path),
+                 "data_docs": str(out_dir / DOCS_DIR)},
         metrics={k: v for k, v in report.summary.items() if not isinstance(v, dict)},
         warnings=report.warnings,
     )
@@ -110,8 +116,8 @@ def require_validated(params: Params, root: Path, stage: str) -> None:
     if not summary.get("success", False):
         raise ValidationFailed(
             f"stage '{stage}' refused: {summary_path} says the validation of {in_dir} failed "
-            f"({summary.get('expectations_failed')} expectation(s); Data Docs: "
-            f"{summary_path.parent / DOCS_DIR / 'index.html'}); fix the data and rerun `cliper run validate`"
+            f"({summary.get('expectations_failed')} expectation(s); report: "
+            f"{summary_path.parent / REPORT_FILE}); fix the data and rerun `cliper run validate`"
         )
     recorded = summary.get("inputs_sha256")
     if recorded and all((in_dir / n).is_file() for n in INPUT_FILES) and recorded != inputs_digest(in_dir):

@@ -147,16 +147,23 @@ def test_flow_runs_stages_publishes_artifacts_then_skips(prefect_server: str, ti
         key = artifacts.artifact_key(stage)
         assert key in found and found[key].type == "markdown"
     assert "| metric | value |" in found["cliper-ingest"].data
-    docs = found["cliper-validate-data-docs"]
-    docs_url = docs.data[docs.data.index("(") + 1 : -1]  # Prefect stores a link as markdown "[text](url)"
-    assert docs_url.startswith("file://") and docs_url.endswith("/reports/validate/data_docs/index.html")
-    assert Path(docs_url.removeprefix("file://")).is_file()
+    report = found["cliper-validate-report"]  # the report itself, not a file:// link the UI cannot open
+    assert report.type == "markdown" and "file://" not in report.data
+    summary = yaml.safe_load((tiny_project / "reports/validate/summary.json").read_text())
+    assert "Validation report: PASSED" in report.data
+    for suite, counts in summary["suites"].items():
+        assert f"| {suite} | {counts['evaluated']} | 0 |" in report.data
+    assert all(r.state.name == "Completed" for group in runs.values() for r in group)
 
     again = _run(tiny_project, stages=FIRST_STAGES)
     assert again.is_completed(), again.message
     assert [r["status"] for r in again.result()] == ["skipped"] * len(FIRST_STAGES)
     found = _artifact_keys(again.state_details.flow_run_id)
     assert "up to date (skipped by DVC)" in found["cliper-ingest"].data
+    skipped = _task_runs(again.state_details.flow_run_id)
+    assert {name: [r.state.name for r in group] for name, group in skipped.items()} == {
+        stage: ["Skipped"] for stage in FIRST_STAGES}  # what the UI shows on each task run
+    assert all(r.state.is_completed() for group in skipped.values() for r in group)
 
 
 @pytest.mark.slow
@@ -180,7 +187,7 @@ def test_failing_validation_stops_the_flow_and_a_fixed_rerun_skips(
     assert "stage 'validate' failed" in message and "validation" in message.lower()
     found = _artifact_keys(state.state_details.flow_run_id)
     assert "FAILED" in found["cliper-validate"].data
-    assert "cliper-validate-data-docs" in found
+    assert "Validation report: FAILED" in found["cliper-validate-report"].data
 
     params_path.write_text(yaml.safe_dump(good, sort_keys=False))
     fixed = _run(tiny_project, stages=FIRST_STAGES)
