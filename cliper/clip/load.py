@@ -2,9 +2,12 @@
 
 ``clip.model`` is any open_clip architecture name (``ViT-B-32``, ...) or the name of a JSON
 config shipped in ``cliper/clip/model_configs/`` (registered with ``open_clip.add_model_config``;
-``cliper-tiny`` is sized for the demo on 2 CPU cores). ``clip.pretrained`` is ``None`` (random
-init, seeded), a local checkpoint file, or an open_clip tag; tags need a download, which this
-offline pipeline refuses with a message telling the user to pass the local file instead.
+``cliper-tiny`` is sized for the demo on 2 CPU cores; ``LongCLIP-B-16`` / ``LongCLIP-L-14`` have
+the 248-token text context of Long-CLIP). ``clip.pretrained`` is ``None`` (random init, seeded),
+a local checkpoint file, an open_clip tag or ``hf-hub:org/repo[/file]`` (downloaded only with
+``clip.allow_download``; :mod:`cliper.clip.pretrained`). A checkpoint in Long-CLIP's format is
+converted on load (:mod:`cliper.clip.longclip`); a checkpoint whose text context differs from the
+model's is refused instead of being silently interpolated.
 The image transform is open_clip's own ``preprocess_val`` (bicubic resize, centre crop, CLIP
 mean/std) so it always matches the model.
 """
@@ -23,6 +26,8 @@ from typing import Any
 import open_clip
 import torch
 
+from cliper.clip.longclip import check_text_context, is_longclip, to_open_clip
+from cliper.clip.pretrained import Checkpoint, resolve_pretrained
 from cliper.errors import CliperError
 from cliper.io import sha256_file, write_torch
 
@@ -89,31 +94,45 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def resolve_pretrained(model: str, pretrained: str | None, root: Path | None = None) -> str | None:
-    """Local checkpoint path for ``pretrained`` (``None`` = random init); never downloads.
+def model_context(model: str) -> int:
+    """Text context length of an open_clip model config (77 when the config does not say)."""
+    return int((open_clip.get_model_config(model) or {}).get("text_cfg", {}).get("context_length", 77))
 
-    Raises:
-        CliperError: a tag that needs a download, or a path that does not exist.
-    """
-    if pretrained is None or str(pretrained).strip() == "":
-        return None
-    path = Path(pretrained).expanduser()
-    if not path.is_absolute() and root is not None:
-        path = root / path
-    if path.is_file():
-        return str(path)
-    if open_clip.get_pretrained_cfg(model, pretrained):
-        raise CliperError(
-            f"clip.pretrained '{pretrained}' is an open_clip tag for '{model}': its weights must be "
-            "downloaded and this pipeline never downloads. Fetch the checkpoint once on a machine with "
-            "network (e.g. open_clip.create_model('"
-            f"{model}', pretrained='{pretrained}') and save its state_dict), then set clip.pretrained "
-            "to that local file path."
-        )
-    raise CliperError(
-        f"clip.pretrained '{pretrained}': no such checkpoint file ({path}) and not an "
-        f"open_clip tag of '{model}' (tags: {open_clip.list_pretrained_tags_by_model(model)})"
-    )
+
+def read_state_dict(path: str) -> dict[str, torch.Tensor]:
+    """A checkpoint's state dict, memory-mapped where torch can (a large file is not read twice)."""
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    try:
+        obj = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except RuntimeError as exc:
+        if "mmap" not in str(exc):  # a damaged file: checkpoint_error explains it
+            raise
+        obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
+    state = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
+    if not isinstance(state, dict):
+        raise ValueError(f"expected a state dict, found {type(state).__name__}")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def build_model(model: str, ckpt: Checkpoint | None, precision: str, dev: torch.device) -> tuple[Any, Any]:
+    """(model, eval transform) with the checkpoint's weights (Long-CLIP converted, context checked)."""
+    kwargs = {"precision": _WEIGHT_PRECISION[precision], "device": dev, **(ckpt.transform if ckpt else {})}
+    if ckpt is None:
+        net, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=None, **kwargs)
+        return net, preprocess
+    state = read_state_dict(ckpt.path)
+    check_text_context(state, model, model_context(model), ckpt.path)
+    if not is_longclip(state):
+        del state
+        net, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=ckpt.path, **kwargs)
+        return net, preprocess
+    net, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=None, **kwargs)
+    net.load_state_dict(to_open_clip(state), strict=True)
+    log.info("loaded Long-CLIP checkpoint %s (%d-token context)", ckpt.path, model_context(model))
+    return net, preprocess
 
 
 def checkpoint_error(checkpoint: str, model: str, exc: BaseException) -> str:
@@ -139,16 +158,19 @@ def load_clip(
     device: str = "cpu",
     root: Path | None = None,
     seed: int = 0,
+    allow_download: bool = False,
 ) -> LoadedClip:
     """Build ``model`` with open_clip, load the local checkpoint, return model + transform + tokenizer.
 
     Args:
         model: open_clip model name or a config in ``cliper/clip/model_configs``.
-        pretrained: ``None``, a local checkpoint file (relative to ``root``) or an open_clip tag.
+        pretrained: ``None``, a local checkpoint file (relative to ``root``), an open_clip tag or
+            ``hf-hub:org/repo[/file]``.
         precision: ``fp32`` | ``amp`` | ``fp16`` | ``bf16``.
         device: ``auto`` | ``cpu`` | ``cuda``.
         root: project root for relative checkpoint paths.
         seed: torch seed for a random-init model (same seed, same weights).
+        allow_download: let open_clip / huggingface_hub download a tag or hub checkpoint.
 
     Raises:
         CliperError: unknown model, unusable ``pretrained``, or fp16 on CPU.
@@ -162,12 +184,11 @@ def load_clip(
     dev = resolve_device(device)
     if precision == "fp16" and dev.type != "cuda":
         raise CliperError("clip.precision fp16 needs CUDA; use fp32, amp or bf16 on CPU")
-    checkpoint = resolve_pretrained(model, pretrained, root)
+    ckpt = resolve_pretrained(model, pretrained, root, allow_download)
+    checkpoint = ckpt.path if ckpt else None
     torch.manual_seed(seed)
     try:
-        net, _, preprocess = open_clip.create_model_and_transforms(
-            model, pretrained=checkpoint, precision=_WEIGHT_PRECISION[precision], device=dev
-        )
+        net, preprocess = build_model(model, ckpt, precision, dev)
     except _CHECKPOINT_ERRORS as exc:
         if checkpoint is None:
             raise
