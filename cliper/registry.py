@@ -11,8 +11,9 @@ version gets the alias ``challenger`` (:func:`register_challenger`). :func:`prom
    ``gain > 0`` and ``gain >= min_gain``, where ``gain = challenger - champion`` (``absolute``)
    or ``(challenger - champion) / champion`` (``relative``).
 
-With no champion yet the challenger becomes champion. The decision and its evidence are
-written as version tags (``promotion.*``) on the challenger; ``dry_run`` changes nothing.
+With no champion yet the challenger becomes champion. Every decision and its evidence are
+kept as numbered version tags (``promotion.<NNN>.*``) on the challenger and as a line of the
+registered model's description; ``dry_run`` changes nothing.
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ CHAMPION = "champion"
 MODEL_PREFIX = "cliper"
 # Version tags that must match between challenger and champion before any comparison.
 MATCH_TAGS = ("data_hash", "items_hash")
-TEST_PREFIX = "test_"
+TEST_PREFIX = "test/"  # the run metrics promotion compares: test/recall_at_20, ...
+LEGACY_TEST_PREFIX = "test_"  # runs logged before the metric groups
+DECISION_TAG_RE = re.compile(r"promotion\.(\d+)\.decision")
+LOG_HEADING = "Promotion log (cliper promote):"
 
 
 class PromotionRefused(CliperError):
@@ -65,10 +69,14 @@ class PromotionDecision:
         return asdict(self)
 
 
+def safe_name(raw: str) -> str:
+    """Lower case, with runs of characters other than ``a-z0-9_.-`` replaced by ``-``."""
+    return re.sub(r"[^a-z0-9_.-]+", "-", raw.lower())
+
+
 def model_name(dataset: str, backbone: str, prefix: str = MODEL_PREFIX) -> str:
     """Registered model name ``cliper-<dataset>-<backbone>``, lower case, registry-safe."""
-    raw = f"{prefix}-{dataset}-{backbone}".lower()
-    return re.sub(r"[^a-z0-9_.-]+", "-", raw)
+    return safe_name(f"{prefix}-{dataset}-{backbone}")
 
 
 def metric_key(name: str) -> str:
@@ -94,9 +102,10 @@ def _alias_version(client: MlflowClient, name: str, alias: str) -> Any | None:
 
 
 def _metric_value(client: MlflowClient, version: Any, metric: str, name: str) -> float:
-    """The version's run metric ``metric`` (``recall@20`` -> ``test_recall_at_20``, or an exact name)."""
+    """The version's run metric ``metric`` (``recall@20`` -> ``test/recall_at_20``, or an exact name)."""
     metrics = client.get_run(version.run_id).data.metrics
-    for key in (TEST_PREFIX + metric_key(metric), metric_key(metric), metric):
+    for key in (TEST_PREFIX + metric_key(metric), LEGACY_TEST_PREFIX + metric_key(metric), metric_key(metric),
+                metric):
         if key in metrics:
             return float(metrics[key])
     test_names = sorted(k[len(TEST_PREFIX):] for k in metrics if k.startswith(TEST_PREFIX))
@@ -182,22 +191,57 @@ def promote(
     return decision
 
 
+def _next_decision_number(tags: dict[str, str]) -> int:
+    numbers = [int(m.group(1)) for key in tags if (m := DECISION_TAG_RE.fullmatch(key))]
+    return max(numbers, default=0) + 1
+
+
 def _apply(client: MlflowClient, decision: PromotionDecision) -> None:
-    """Record the decision as tags on the challenger and move ``champion`` when promoted."""
+    """Record the decision, keeping every earlier one, and move ``champion`` when promoted.
+
+    On the challenger version: ``promotion.<NNN>.{decision,time,evidence}`` for the NNN-th
+    decision about it (never overwritten), ``promotion.decision``/``promotion.evidence`` for the
+    latest one, and, once, ``promotion.champion_reason``/``promotion.champion_since`` when it
+    becomes champion. The registered model's description gets one line per decision, so its
+    page in the MLflow UI reads as the promotion log.
+    """
+    when = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    evidence = json.dumps({k: v for k, v in decision.to_dict().items() if k != "model"},
+                          default=str, sort_keys=True)
+    version = client.get_model_version(decision.model, decision.challenger_version)
+    n = f"{_next_decision_number(version.tags):03d}"
     tags = {
-        "promotion.decision": decision.decision,
-        "promotion.metric": decision.metric,
-        "promotion.time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "promotion.evidence": json.dumps({k: v for k, v in decision.to_dict().items() if k != "model"},
-                                         default=str, sort_keys=True),
+        f"promotion.{n}.decision": decision.decision, f"promotion.{n}.time": when,
+        f"promotion.{n}.evidence": evidence,
+        "promotion.decision": decision.decision, "promotion.metric": decision.metric,
+        "promotion.time": when, "promotion.evidence": evidence,
     }
+    becomes_champion = decision.decision in ("promoted", "first_champion")
+    if becomes_champion:
+        tags["promotion.champion_since"] = when
+        tags["promotion.champion_reason"] = f"{decision.decision}: {decision.evidence.get('reason', '')}"
     for key, value in tags.items():
         client.set_model_version_tag(decision.model, decision.challenger_version, key, value)
-    if decision.decision in ("promoted", "first_champion"):
+    if becomes_champion:
         client.set_registered_model_alias(decision.model, CHAMPION, decision.challenger_version)
         if decision.champion_version is not None:
             client.set_model_version_tag(decision.model, decision.champion_version, "promotion.replaced_by",
                                          decision.challenger_version)
+    _append_log(client, decision, when)
+
+
+def _append_log(client: MlflowClient, decision: PromotionDecision, when: str) -> None:
+    """One line per decision at the end of the registered model's description."""
+    model = client.get_registered_model(decision.model)
+    line = (f"- {when}: {decision.decision}, challenger v{decision.challenger_version} "
+            f"({decision.metric} {decision.challenger_value:.6g}) vs champion "
+            f"{'none' if decision.champion_version is None else 'v' + decision.champion_version}"
+            f"{'' if decision.champion_value is None else f' ({decision.champion_value:.6g})'}: "
+            f"{decision.evidence.get('reason', '')}")
+    text = model.description or ""
+    if LOG_HEADING not in text:
+        text = f"{text}\n\n{LOG_HEADING}\n" if text else f"{LOG_HEADING}\n"
+    client.update_registered_model(decision.model, description=f"{text.rstrip()}\n{line}\n")
 
 
 def _model_exists(client: MlflowClient, name: str) -> bool:

@@ -13,18 +13,19 @@ UI link, which the stage writes to ``reports/evaluate/mlflow.json``.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import logging
 import os
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
 import pandas as pd
-import yaml
 from mlflow.tracking import MlflowClient
 
 from cliper import registry, serving
@@ -39,8 +40,11 @@ ARTIFACT_ROOT = "mlartifacts"
 SKIP_FILES = ("mlflow.json",)  # written after the run, by the evaluate stage
 UI_URL = "http://127.0.0.1:5000"
 LOCAL_SCHEMES = ("sqlite", "file", "")
-DVC_STAGES = ("train", "evaluate")
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
+# Metric groups (the MLflow UI groups charts by the prefix before "/").
+EPOCH_PREFIX, VALID_PREFIX, SLICE_PREFIX, TRAIN_PREFIX = "epoch/", "valid/", "slice/", "train/"
+EPOCH_TIMES_FILE = "epoch_times.json"  # written by the train stage
+VALIDATION_REPORT = "report.html"  # the validate stage's self-contained page
 MODEL_ARTIFACT = "model"
 # Files of models/recommender logged as plain artifacts (the pyfunc holds the embeddings).
 MODEL_FILE_SUFFIXES = (".json", ".yaml", ".csv", ".png")
@@ -72,8 +76,8 @@ def is_local(uri: str) -> bool:
 
 
 def experiment_name(params: Params) -> str:
-    """``<experiment_prefix>-<dataset>`` (dataset = ``ingest.name``)."""
-    return f"{params.tracking.experiment_prefix}-{params.ingest.name}"
+    """``<experiment_prefix>-<dataset>``, lower case like the model names (demo: ``cliper-demo``)."""
+    return registry.safe_name(f"{params.tracking.experiment_prefix}-{params.ingest.name}")
 
 
 def ensure_experiment(name: str, root: Path, uri: str) -> str:
@@ -101,19 +105,29 @@ def git_commit(root: Path) -> str:
     return head + ("+dirty" if dirty else "")
 
 
-def dvc_hashes(root: Path, stages: tuple[str, ...] = DVC_STAGES) -> dict[str, str]:
-    """``dvc.<stage>.<dep path>`` -> md5 for the deps of ``stages`` in ``dvc.lock`` (empty without it)."""
-    lock = Path(root) / "dvc.lock"
-    if not lock.exists():
-        return {}
-    data = yaml.safe_load(lock.read_text(encoding="utf-8")) or {}
-    out: dict[str, str] = {}
-    for stage in stages:
-        for dep in (data.get("stages", {}).get(stage) or {}).get("deps", []):
-            digest = dep.get("md5") or dep.get("etag") or dep.get("checksum")
-            if digest and "path" in dep:
-                out[f"dvc.{stage}.{dep['path']}"] = str(digest)
-    return out
+def path_digest(path: Path) -> str:
+    """sha256 of a file, or of a folder's sorted ``(path, file sha256)`` list; ``missing`` if absent."""
+    path = Path(path)
+    if path.is_file():
+        return sha256_file(path)
+    if path.is_dir():
+        listing = [f"{p.relative_to(path).as_posix()}:{sha256_file(p)}"
+                   for p in sorted(path.rglob("*")) if p.is_file()]
+        return hashlib.sha256("\n".join(listing).encode()).hexdigest()
+    return "missing"
+
+
+def input_hashes(params: Params, root: Path) -> dict[str, str]:
+    """``input.<path>`` -> sha256 of each input the evaluate stage reads, hashed as it reads them.
+
+    Computed here rather than read from ``dvc.lock``: while the stage runs, DVC has not yet
+    written this run's lock entry, so the lock still holds the previous run's hashes.
+    """
+    root = Path(root)
+    paths = (params.train.out_dir, f"{params.ingest.out_dir}/interactions.parquet",
+             f"{params.ingest.out_dir}/items.parquet", params.clip.extract.out_dir,
+             f"{params.preprocess.out_dir}/missing_images.csv")
+    return {f"input.{p}": path_digest(root / p) for p in paths}
 
 
 def content_hashes(params: Params, root: Path) -> dict[str, str]:
@@ -162,16 +176,46 @@ def headline(eval_metrics: dict[str, Any]) -> dict[str, Any]:
     return eval_metrics
 
 
-def log_history(history: list[dict[str, Any]]) -> int:
-    """Per-epoch metrics with ``step=epoch``: ``loss`` -> ``train_loss``, others -> ``valid_<name>``."""
+def log_history(history: list[dict[str, Any]], end_times: dict[int, float] | None = None) -> int:
+    """Per-epoch series under ``epoch/``: ``loss`` -> ``epoch/train_loss``, the rest ``epoch/valid_<name>``.
+
+    One point per epoch at ``step=epoch``, stamped with the epoch's wall-clock end (from
+    ``epoch_times.json``) so MLflow's time axes show the training as it ran; one batch call.
+    """
+    from mlflow.entities import Metric
+
+    end_times = end_times or {}
+    now_ms = int(time.time() * 1000)
+    batch: list[Metric] = []
     for i, row in enumerate(history):
         step = int(row.get("epoch", i))
-        values = flat_metrics({k: v for k, v in row.items() if k != "epoch"})
-        named = {(k if k.startswith(("train", "valid")) else
-                  f"train_{k}" if "loss" in k else f"valid_{k}"): v for k, v in values.items()}
-        if named:
-            mlflow.log_metrics(named, step=step)
+        stamp = int(end_times[step] * 1000) if step in end_times else now_ms
+        values = flat_metrics({k: v for k, v in row.items() if k not in ("epoch", "seconds", "end_time")})
+        for key, value in values.items():
+            name = key if key.startswith(("train", "valid")) else f"train_{key}" if "loss" in key else (
+                f"valid_{key}")
+            batch.append(Metric(f"{EPOCH_PREFIX}{name}", value, stamp, step))
+    if batch:
+        MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=batch)
     return len(history)
+
+
+def run_metrics(train_metrics: dict[str, Any], eval_metrics: dict[str, Any]) -> dict[str, float]:
+    """Every final metric once, grouped by prefix for the MLflow UI.
+
+    ``test/*`` and ``valid/*`` come from the evaluate stage (its ``test`` block is what promotion
+    compares), ``slice/<name>/*`` from its slices, ``train/*`` from the train stage's scalars
+    (best epoch, epochs run, seconds per epoch); the train stage's own copies of valid/test
+    metrics are left out, the evaluate stage recomputes them.
+    """
+    out = flat_metrics(headline(eval_metrics), registry.TEST_PREFIX)
+    if isinstance(eval_metrics.get("valid"), dict):
+        out.update(flat_metrics(eval_metrics["valid"], VALID_PREFIX))
+    for name, block in (eval_metrics.get("slices") or {}).items():
+        out.update(flat_metrics(block, f"{SLICE_PREFIX}{name}/"))
+    scalars = {k: v for k, v in train_metrics.items() if not isinstance(v, dict)}
+    out.update(flat_metrics(scalars, TRAIN_PREFIX))
+    return out
 
 
 # --------------------------------------------------------------------------- entry point
@@ -204,6 +248,9 @@ def _log_artifacts(params: Params, root: Path, model_dir: Path) -> None:
     """Train and evaluate reports (metrics, history, plots, view weights) and the model's small files."""
     _log_folder(root / params.train.reports_dir, "reports/train")
     _log_folder(root / params.evaluate.out_dir, "reports/evaluate")
+    report = root / params.validate.out_dir / VALIDATION_REPORT
+    if report.is_file():  # MLflow's artifact view renders it (the GX Data Docs need CDN assets)
+        mlflow.log_artifact(str(report), "reports/validate")
     _log_folder(model_dir, "recommender", MODEL_FILE_SUFFIXES)
 
 
@@ -229,11 +276,10 @@ def _log_model(params: Params, root: Path, name: str) -> Any:
 def log_and_register(params: Params, root: Path, eval_metrics: dict[str, Any]) -> dict[str, Any]:
     """Log the trained model's run to MLflow, register it and make it the ``challenger``.
 
-    Logs params (flattened ``Params`` + git commit, ``dvc.lock`` hashes, content hashes),
-    per-epoch loss/valid metrics from ``<train.reports_dir>/history.json`` (``step=epoch``), the
-    final train-stage metrics (``metrics.json`` as ``final.*``), the evaluate stage's metrics
-    (all as ``eval.*``; its ``test`` block also as ``test_*``, what promotion compares), the
-    reports, plots and view weights, and the top-K pyfunc (:mod:`cliper.serving`).
+    Logs params (flattened ``Params`` + git commit, the sha256 of every input as read now,
+    content hashes), the per-epoch series (:func:`log_history`), every final metric once
+    (:func:`run_metrics`: ``test/*`` is what promotion compares), the reports, plots, view
+    weights and the validation report, and the top-K pyfunc (:mod:`cliper.serving`).
 
     Args:
         params: the pipeline params.
@@ -253,17 +299,17 @@ def log_and_register(params: Params, root: Path, eval_metrics: dict[str, Any]) -
     name = registry.model_name(params.ingest.name, _backbone(params, model_dir))
     hashes = content_hashes(params, root)
     commit = git_commit(root)
-    history_file = root / params.train.reports_dir / "history.json"
-    train_metrics_file = root / params.train.reports_dir / "metrics.json"
+    reports = root / params.train.reports_dir
+    train_metrics = read_json(reports / "metrics.json") if (reports / "metrics.json").exists() else {}
+    times = read_json(reports / EPOCH_TIMES_FILE) if (reports / EPOCH_TIMES_FILE).exists() else []
     with mlflow.start_run(experiment_id=experiment_id) as run:
-        _log_params(params, {"git_commit": commit, **dvc_hashes(root), **hashes})
+        _log_params(params, {"git_commit": commit, **input_hashes(params, root), **hashes})
         mlflow.set_tags({"dataset": params.ingest.name, "model_name": name, **hashes})
-        if history_file.exists():
-            log_history(read_json(history_file))
-        if train_metrics_file.exists():
-            mlflow.log_metrics(flat_metrics(read_json(train_metrics_file), "final."))
-        test = flat_metrics(headline(eval_metrics), registry.TEST_PREFIX)
-        mlflow.log_metrics({**flat_metrics(eval_metrics, "eval."), **test})
+        if (reports / "history.json").exists():
+            log_history(read_json(reports / "history.json"), {int(t["epoch"]): t["end_time"] for t in times})
+        metrics = run_metrics(train_metrics, eval_metrics)
+        mlflow.log_metrics(metrics)
+        test = {k: v for k, v in metrics.items() if k.startswith(registry.TEST_PREFIX)}
         _log_artifacts(params, root, model_dir)
         info = _log_model(params, root, name)
     version = str(info.registered_model_version)

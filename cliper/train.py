@@ -271,6 +271,7 @@ class Trainer:
                 "epoch": epoch,
                 "loss": loss,
                 "seconds": time.perf_counter() - started,
+                "end_time": time.time(),  # wall clock (s): MLflow plots the epochs on their real time axis
             }
             if (epoch + 1) % s.eval_every == 0 or epoch + 1 == s.epochs:
                 valid = self.evaluate(self.valid)

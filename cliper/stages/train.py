@@ -32,6 +32,7 @@ from cliper.stages import StageResult
 from cliper.train import TrainSettings
 
 logger = logging.getLogger(__name__)
+EPOCH_TIMES_FILE = "epoch_times.json"  # [{"epoch", "end_time" (unix s)}], read by cliper.tracking
 
 META_FILE = "train_meta.json"
 
@@ -161,6 +162,9 @@ def _write_reports(
     outputs["history"] = str(
         io.write_json(reports / "history.json", [{k: h[k] for k in keep if k in h} for h in history])
     )
+    # kept out of history.json, which stays byte-stable for equal training
+    times = [{"epoch": h["epoch"], "end_time": h["end_time"]} for h in history if "end_time" in h]
+    outputs["epoch_times"] = str(io.write_json(reports / EPOCH_TIMES_FILE, times))
     outputs["history_plot"] = str(plots.plot_history(history, reports / "plots" / "history.png", valid_key))
     weights = model.view_weights()
     df = pd.DataFrame(

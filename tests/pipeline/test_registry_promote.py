@@ -51,6 +51,20 @@ def test_first_challenger_becomes_champion(store: MlflowClient) -> None:
     assert store.get_model_version(NAME, "1").tags["promotion.decision"] == "first_champion"
 
 
+def test_a_later_decision_keeps_the_earlier_ones(store: MlflowClient) -> None:
+    add_version(store, 0.10)
+    registry.promote(NAME)  # v1 becomes the first champion
+    again = registry.promote(NAME)  # no new challenger: v1 is challenger and champion
+    assert again.decision == "kept_champion"
+    tags = store.get_model_version(NAME, "1").tags
+    assert tags["promotion.001.decision"] == "first_champion"
+    assert tags["promotion.002.decision"] == "kept_champion"
+    assert tags["promotion.champion_reason"].startswith("first_champion: no champion yet")
+    log = store.get_registered_model(NAME).description.splitlines()
+    assert log[0] == registry.LOG_HEADING
+    assert [line.split(": ")[1].split(",")[0] for line in log[1:]] == ["first_champion", "kept_champion"]
+
+
 def test_better_challenger_is_promoted_with_evidence(store: MlflowClient) -> None:
     add_version(store, 0.10)
     registry.promote(NAME)

@@ -9,6 +9,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from cliper import registry, tracking
+from cliper.io import sha256_file
+from tests.pipeline.conftest import EPOCH_END_TIMES
 
 EVAL = {"backbone": "lightgcn", "valid": {"recall@20": 0.12}, "test": {"recall@20": 0.25, "ndcg@20": 0.125},
         "slices": {"cold": {"recall@20": 0.05}}}
@@ -32,15 +34,16 @@ def test_metric_names_are_mlflow_legal() -> None:
         "test_a.p_at_5": 1.0, "test_b": 2.5}
 
 
-def test_dvc_hashes_read_from_lock(tmp_path: Path) -> None:
-    (tmp_path / "dvc.lock").write_text(
-        "schema: '2.0'\nstages:\n  train:\n    cmd: cliper run train\n    deps:\n"
-        "    - path: data/ingested/interactions.parquet\n      hash: md5\n      md5: abc123\n"
-        "    - path: data/features\n      hash: md5\n      md5: def456.dir\n"
-    )
-    assert tracking.dvc_hashes(tmp_path) == {
-        "dvc.train.data/ingested/interactions.parquet": "abc123", "dvc.train.data/features": "def456.dir"}
-    assert tracking.dvc_hashes(tmp_path / "nowhere") == {}
+def test_input_hashes_are_of_the_files_as_read_now(synth_project: Path, make_params) -> None:
+    params = make_params("Demo")
+    before = tracking.input_hashes(params, synth_project)
+    assert before["input.data/ingested/interactions.parquet"] == sha256_file(
+        synth_project / "data/ingested/interactions.parquet")
+    assert before["input.data/features"] == "missing"
+    (synth_project / "models/recommender/config.json").write_text("{}")  # a retrained model
+    after = tracking.input_hashes(params, synth_project)
+    assert after["input.models/recommender"] != before["input.models/recommender"]
+    assert {k for k in before if before[k] != after[k]} == {"input.models/recommender"}
 
 
 def test_log_and_register_writes_run_metrics_artifacts_and_challenger(
@@ -54,7 +57,7 @@ def test_log_and_register_writes_run_metrics_artifacts_and_challenger(
 
     assert result["tracking_uri"] == f"sqlite:///{root.resolve()}/mlflow.db"
     assert (root / "mlflow.db").exists()
-    assert result["experiment"] == "cliper-Demo" and result["model_name"] == "cliper-demo-lightgcn"
+    assert result["experiment"] == "cliper-demo" and result["model_name"] == "cliper-demo-lightgcn"
     client = MlflowClient(result["tracking_uri"])
     run = client.get_run(result["run_id"])
     assert run.info.artifact_uri.startswith((root.resolve() / "mlartifacts").as_uri())
@@ -62,16 +65,22 @@ def test_log_and_register_writes_run_metrics_artifacts_and_challenger(
     params = run.data.params
     assert params["train.backbone"] == "freedom" and params["ingest.name"] == "Demo"
     assert {"git_commit", "data_hash", "items_hash", "model_hash"} <= set(params)
+    assert params["input.data/ingested/interactions.parquet"] == sha256_file(
+        root / "data/ingested/interactions.parquet")
+    assert not any(k.startswith("dvc.") for k in params), "no hashes read from a dvc.lock that may be stale"
     metrics = run.data.metrics
-    assert metrics["test_recall_at_20"] == pytest.approx(0.25)
-    assert metrics["test_ndcg_at_20"] == pytest.approx(0.125)
-    assert "test_slices.cold.recall_at_20" not in metrics
-    assert metrics["eval.slices.cold.recall_at_20"] == pytest.approx(0.05)
-    assert metrics["eval.valid.recall_at_20"] == pytest.approx(0.12)
-    assert metrics["final.valid.recall_at_20"] == pytest.approx(0.12)
-    history = client.get_metric_history(result["run_id"], "valid_recall_at_20")
+    assert metrics["test/recall_at_20"] == pytest.approx(0.25)
+    assert metrics["test/ndcg_at_20"] == pytest.approx(0.125)
+    assert metrics["slice/cold/recall_at_20"] == pytest.approx(0.05)
+    assert metrics["valid/recall_at_20"] == pytest.approx(0.12)
+    assert metrics["train/best_epoch"] == 2
+    assert sorted(metrics) == sorted({"test/recall_at_20", "test/ndcg_at_20", "slice/cold/recall_at_20",
+                                      "valid/recall_at_20", "train/best_epoch", "epoch/train_loss",
+                                      "epoch/valid_recall_at_20"}), "each metric once"
+    history = client.get_metric_history(result["run_id"], "epoch/valid_recall_at_20")
     assert sorted((m.step, round(m.value, 6)) for m in history) == [(0, 0.1), (1, 0.11), (2, 0.12)]
-    assert len(client.get_metric_history(result["run_id"], "train_loss")) == 3
+    losses = client.get_metric_history(result["run_id"], "epoch/train_loss")
+    assert sorted(m.timestamp for m in losses) == [int(t * 1000) for t in EPOCH_END_TIMES]
 
     logged = {a.path for folder in ("reports/train", "reports/train/plots", "reports/evaluate", "recommender")
               for a in client.list_artifacts(result["run_id"], folder)}
@@ -83,7 +92,7 @@ def test_log_and_register_writes_run_metrics_artifacts_and_challenger(
     version = client.get_model_version_by_alias(result["model_name"], registry.CHALLENGER)
     assert str(version.version) == result["model_version"] == "1"
     assert version.tags["data_hash"] == params["data_hash"]
-    assert float(version.tags["test_recall_at_20"]) == pytest.approx(0.25)
+    assert float(version.tags["test/recall_at_20"]) == pytest.approx(0.25)
 
 
 def test_second_run_gets_new_version_and_moves_challenger(synth_project: Path, make_params) -> None:
