@@ -113,6 +113,25 @@ def run_cmd(
         typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
 
 
+@app.command("recipe")
+def recipe_cmd(
+    recipe: Annotated[Path, typer.Argument(help="recipe file, e.g. params/real_baby.yaml")],
+    params: ParamsOpt = Path(PARAMS_FILE),
+    out: Annotated[Path | None, typer.Option(help="write here (default: over --params)")] = None,
+    check: Annotated[bool, typer.Option("--check", help="validate only; write nothing")] = False,
+) -> None:
+    """Merge a params recipe over params.yaml (validated like params.yaml) and write the result."""
+    from cliper.recipes import apply_recipe, merge_recipe
+
+    try:
+        written = None if check else apply_recipe(recipe, params, out)
+        if check:
+            merge_recipe(recipe, params)
+    except ConfigError as exc:
+        _fail(str(exc))
+    typer.echo(f"{recipe} is valid over {params}" if check else f"wrote {written} ({recipe} over {params})")
+
+
 @app.command("stages")
 def stages_cmd() -> None:
     """List the pipeline stages in DAG order with what each does."""

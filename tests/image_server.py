@@ -12,7 +12,7 @@ too, so a catalog's real ``http://ecx.images-amazon.com/...`` URLs can be served
 * ``/redirect/<name>``: 302 to ``/img/<name>``
 
 Every request is counted per path (:attr:`ImageServer.hits`), its User-Agent kept; ``latency_s`` delays every
-response (the benchmark's added latency).
+response (the benchmark's added latency); paths in ``missing`` answer 404.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ def jpeg_bytes(name: str, side: int = IMAGE_SIDE, fmt: str = "JPEG") -> bytes:
 class ImageServer:
     """Start with ``with ImageServer() as server:``; ``server.url(route, name)`` builds URLs."""
 
-    def __init__(self, latency_s: float = 0.0, slow_s: float = 2.0):
-        self.latency_s, self.slow_s = latency_s, slow_s
+    def __init__(self, latency_s: float = 0.0, slow_s: float = 2.0, missing: frozenset[str] = frozenset()):
+        self.latency_s, self.slow_s, self.missing = latency_s, slow_s, missing
         self.hits: Counter[str] = Counter()
         self.user_agents: set[str] = set()
         self._lock = threading.Lock()
@@ -84,6 +84,12 @@ class ImageServer:
             def log_message(self, *args: object) -> None:  # keep test output clean
                 pass
 
+            def handle(self) -> None:
+                try:
+                    super().handle()
+                except (ConnectionResetError, BrokenPipeError):  # a client closed a kept-alive socket
+                    pass
+
             def do_GET(self) -> None:  # noqa: N802 - http.server API
                 path = urlsplit(self.path).path
                 with server._lock:
@@ -93,6 +99,8 @@ class ImageServer:
                 if server.latency_s:
                     time.sleep(server.latency_s)
                 route, _, name = path.strip("/").partition("/")
+                if path in server.missing:
+                    route = "missing"
                 self._route(route, name, hits)
 
             def _route(self, route: str, name: str, hits: int) -> None:
