@@ -80,6 +80,7 @@ class ImageServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # else headers + body in two sends stall 40 ms (delayed ACK)
 
             def log_message(self, *args: object) -> None:  # keep test output clean
                 pass
