@@ -12,6 +12,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from cliper.errors import OutputError
 
 # A write that fails for want of space: ENOSPC (disk full), EDQUOT (quota), EFBIG (file-size limit).
 DISK_FULL_ERRNOS: tuple[int, ...] = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -32,6 +34,8 @@ def is_disk_full(exc: BaseException) -> bool:
     if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
         return True
     text = str(exc)
+    if isinstance(exc, OSError) and _SHORT_WRITE.search(text):  # numpy's tofile on a full disk
+        return True
     return any(os.strerror(code) in text for code in DISK_FULL_ERRNOS)
 
 

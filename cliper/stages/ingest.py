@@ -1,12 +1,12 @@
 """Stage ``ingest``: raw catalog -> ``data/ingested/`` (interactions, items, id maps, stats).
 
-Everything is computed in memory first; the outputs are then written one by one atomically
-(temporary sibling + ``os.replace``), so a failing input never touches existing good outputs.
+Everything is computed in memory first; the outputs are then written into a temporary sibling
+folder that replaces ``out_dir`` whole (``io.atomic_dir``), so a failing input, a full disk or a
+kill never touches existing good outputs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from pathlib import Path
 
@@ -58,20 +58,18 @@ def read_raw(cfg: IngestConfig, root: Path) -> RawCatalog:
 
 
 def write_outputs(data: Ingested, out_dir: Path) -> dict[str, str]:
-    """Write the five outputs as one unit: all to temporary files first, then each moved into place.
+    """Write the five outputs as one unit: a temporary folder that replaces ``out_dir`` whole.
 
-    A failure while writing (e.g. a full disk) leaves every previous output as it was.
-    Returns name -> path.
+    A failure or a kill while writing (e.g. a full disk) leaves every previous output as it was
+    and no temporary file inside ``out_dir``. Returns name -> path.
     """
-    paths = {name: out_dir / fname for name, fname in OUTPUT_FILES.items()}
-    with contextlib.ExitStack() as stack:  # the atomic_path exits (the moves) run only on success
-        tmp = {name: stack.enter_context(io.atomic_path(path)) for name, path in paths.items()}
-        data.interactions.to_parquet(tmp["interactions"], index=False)
-        data.items.to_parquet(tmp["items"], index=False)
+    with io.atomic_dir(out_dir) as tmp:
+        data.interactions.to_parquet(tmp / OUTPUT_FILES["interactions"], index=False)
+        data.items.to_parquet(tmp / OUTPUT_FILES["items"], index=False)
         for name in ("user_map", "item_map"):
-            getattr(data, name).to_csv(tmp[name], index=False)
-        io.write_json(tmp["stats"], data.stats)
-    return {name: str(p) for name, p in paths.items()}
+            getattr(data, name).to_csv(tmp / OUTPUT_FILES[name], index=False)
+        io.write_json(tmp / OUTPUT_FILES["stats"], data.stats)
+    return {name: str(out_dir / fname) for name, fname in OUTPUT_FILES.items()}
 
 
 def run(params: Params, root: Path) -> StageResult:

@@ -156,7 +156,8 @@ def open_rgb(path: Path | None, rule: ImageRule = ImageRule()) -> tuple[Image.Im
                 img.load()
                 rgb = to_rgb(img)
     except Image.DecompressionBombError as exc:  # over twice PIL's own limit: refused in Image.open
-        return None, ImageCheck(STATUS_LARGE, f"{path}: too many pixels to decode ({exc})", 0, 0, "")
+        reason = f"{path}: too many pixels to decode ({exc}); not decoded"
+        return None, ImageCheck(STATUS_LARGE, reason, 0, 0, "")
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         return None, ImageCheck(STATUS_CORRUPT, f"cannot decode {path}: {exc}", 0, 0, "")
     return rgb, ImageCheck(STATUS_OK, "", width, height, mode)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -90,3 +91,86 @@ def test_bad_input_exit_2_clear_message_outputs_untouched(case: Case, good_proje
         assert fragment in message, f"{fragment!r} not in: {message}"
     assert snapshot(root, skip=VALIDATE_REPORT if case.stage == "validate" else None) == before
     assert not [p for p in root.rglob("*.tmp")], "temporary files left behind"
+
+
+def test_later_stages_refuse_after_a_failed_validate(good_project: Path, tmp_path: Path):
+    root = tmp_path / "p"
+    shutil.copytree(good_project, root)
+    bad.set_image(root, "B001", bad.solid_jpeg(1))
+    assert run_cli(root, "validate").exit_code == 2
+    before = snapshot(root, skip=VALIDATE_REPORT)
+    for stage in ("preprocess", "adapt", "extract", "train", "evaluate"):
+        result = run_cli(root, stage)
+        assert result.exit_code == 2, result.output
+        assert f"stage '{stage}' refused" in result.output and "summary.json" in result.output
+        assert "says the validation" in result.output and "rerun `cliper run validate`" in result.output
+    assert snapshot(root, skip=VALIDATE_REPORT) == before
+
+
+def test_a_later_stage_refuses_a_validate_report_for_other_data(good_project: Path, tmp_path: Path):
+    root = tmp_path / "p"
+    shutil.copytree(good_project, root)
+    bad.edit_ratings_line(root, 1, "U00,B000,2.0,1400000000")  # another rating: new interactions.parquet
+    assert run_cli(root, "ingest").exit_code == 0
+    result = run_cli(root, "preprocess")
+    assert result.exit_code == 2 and "validated other data" in result.output, result.output
+    assert run_cli(root, "validate").exit_code == 0 and run_cli(root, "preprocess").exit_code == 0
+
+
+TOLERANT = ("validate.max_missing_image_share=1.0",)  # validate passes, so preprocess may run
+
+
+def test_unusable_images_are_listed_by_preprocess_with_the_validate_reason(
+    good_project: Path, tmp_path: Path
+):
+    root = tmp_path / "p"
+    shutil.copytree(good_project, root)
+    (tmp_path / "outside.jpg").write_bytes(bad.solid_jpeg(40))
+    bad.set_image(root, "B001", bad.png_header_only(*bad.BOMB_SIDE))
+    bad.set_image(root, "B002", bad.jpeg_with_declared_size(*bad.BOMB_SIDE))
+    bad.set_image(root, "B003", bad.solid_jpeg(1))
+    bad.set_image_path(root, 4, "../outside.jpg")
+    bad.set_image_path(root, 5, "raw/images/B005.jpg\x00")
+    assert run_cli(root, "validate", *TOLERANT).exit_code == 0
+    summary = yaml.safe_load((root / VALIDATE_REPORT / "summary.json").read_text())
+    assert (summary["images_too_large"], summary["images_too_small"], summary["images_unsafe_path"]) == (
+        2,
+        1,
+        2,
+    )
+    assert run_cli(root, "preprocess", *TOLERANT).exit_code == 0
+    listed = pd.read_csv(root / "data" / "preprocessed" / "missing_images.csv").set_index("item_id")["reason"]
+    assert listed.index.tolist() == [1, 2, 3, 4, 5]
+    assert "200000000 pixels" in listed[1] and "200000000 pixels" in listed[2] and "1x1 pixels" in listed[3]
+    assert "outside the configured folders" in listed[4] and "NUL byte" in listed[5]
+    manifest = pd.read_parquet(root / "data" / "preprocessed" / "images.parquet").set_index("item_id")
+    assert manifest["status"].tolist() == [
+        "ok",
+        "too_large",
+        "too_large",
+        "too_small",
+        "unsafe_path",
+        "unsafe_path",
+        "ok",
+        "ok",
+    ]
+
+
+@pytest.mark.parametrize("evil", ["../B003", "/tmp/B003", "..\\B003"])
+def test_item_ids_that_look_like_paths_read_and_write_nothing_outside(
+    good_project: Path, tmp_path: Path, evil: str
+):
+    root = tmp_path / "p"
+    shutil.copytree(good_project, root)
+    for rel in (bad.RATINGS,):
+        (root / rel).write_text((root / rel).read_text().replace("B003", evil))
+    bad.write_gz_lines(
+        root, bad.META, [line.replace("B003", evil) for line in bad.read_gz_lines(root, bad.META)]
+    )
+    (root / bad.RAW / "B003.jpg").write_bytes(bad.solid_jpeg(40))  # what images/../B003.jpg would read
+    outside = sorted(p for p in tmp_path.rglob("*") if root not in p.parents and p != root)
+    for stage in ("ingest", "validate", "preprocess"):
+        assert run_cli(root, stage, "validate.max_missing_image_share=0.5").exit_code == 0
+    items = pd.read_parquet(root / bad.ITEMS).set_index("asin")
+    assert pd.isna(items.loc[evil, "image_path"])  # no image found, nothing read beside the image folder
+    assert sorted(p for p in tmp_path.rglob("*") if root not in p.parents and p != root) == outside
