@@ -242,6 +242,16 @@ def load_params(path: str | Path = PARAMS_FILE, overrides: dict[str, Any] | None
             allowed range (``cliper/config_bounds.py``), naming file and key.
     """
     path = Path(path)
+    raw = read_mapping(path)
+    for dotted, value in (overrides or {}).items():
+        raw = _set_dotted(raw, dotted, value)
+    params = from_dict(Params, raw, source=str(path))
+    check_bounds(params, str(path))
+    return params
+
+
+def read_mapping(path: Path) -> dict[str, Any]:
+    """The YAML mapping in ``path`` (params file or recipe); ConfigError naming the file otherwise."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError as exc:
@@ -250,11 +260,7 @@ def load_params(path: str | Path = PARAMS_FILE, overrides: dict[str, Any] | None
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
-    for dotted, value in (overrides or {}).items():
-        raw = _set_dotted(raw, dotted, value)
-    params = from_dict(Params, raw, source=str(path))
-    check_bounds(params, str(path))
-    return params
+    return raw
 
 
 def from_dict(cls: type, data: dict[str, Any], source: str = "<dict>", prefix: str = "") -> Any:
