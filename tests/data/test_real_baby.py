@@ -99,7 +99,7 @@ def test_full_baby_id_maps_and_validation(shared_baby: Path, tmp_path: Path):
     out = tmp_path / "data" / "ingested"
     item_map = pd.read_csv(out / "item_map.csv", dtype={"asin": str})
     assert item_map["asin"].is_monotonic_increasing and item_map["asin"].iloc[0] == "097293751X"
-    assert pd.read_csv(out / "user_map.csv")["user_raw"].iloc[0] == "A1HK2FQW6KXQB2"
+    assert pd.read_csv(out / "user_map.csv")["user_id"].iloc[0] == "A1HK2FQW6KXQB2"
     items = pd.read_parquet(out / "items.parquet")
     assert items["title"].isna().all() and items["image_path"].isna().all()  # no meta, no images
     result = validate_stage.run(replace(params, validate=replace(params.validate, k_core=5)), tmp_path)

@@ -46,7 +46,7 @@ def test_ingest_tiny_catalog_outputs(ingested: Path, tiny_shape):
     assert items["title"].iloc[1] == "Item 1 &amp; friends" and pd.isna(items["brand"].iloc[0])
     assert json.loads(items["categories"].iloc[2]) == [["Baby", "Toys"], ["Gift 2"]]
     assert pd.read_csv(out / "item_map.csv")["asin"].tolist() == [f"B{i:03d}" for i in range(N_ITEMS)]
-    assert pd.read_csv(out / "user_map.csv").columns.tolist() == ["user_raw", "user_id"]
+    assert pd.read_csv(out / "user_map.csv").columns.tolist() == ["user_id", "user_index"]
 
 
 def test_validate_passes_and_writes_reports(ingested: Path, make_params, tiny_shape):

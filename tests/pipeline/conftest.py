@@ -42,8 +42,8 @@ def write_synthetic_project(root: Path, seed: int = 0, split_seed: int = 0) -> P
                   "asin": [f"B{i:09d}" for i in range(N_ITEMS)],
                   "title": [f"item {i}" for i in range(N_ITEMS)]}).to_parquet(
         ingest / "items.parquet", index=False)
-    pd.DataFrame({"user_raw": [f"A{u:05d}XYZ" for u in range(N_USERS)],
-                  "user_id": np.arange(N_USERS)}).to_csv(ingest / "user_map.csv", index=False)
+    pd.DataFrame({"user_id": [f"A{u:05d}XYZ" for u in range(N_USERS)],
+                  "user_index": np.arange(N_USERS)}).to_csv(ingest / "user_map.csv", index=False)
     np.savez(model / "embeddings.npz", user=rng.normal(size=(N_USERS, DIM)).astype(np.float32),
              item=rng.normal(size=(N_ITEMS, DIM)).astype(np.float32))
     (model / "config.json").write_text(json.dumps({"name": "lightgcn", "config": {"n_layers": 2}}))

@@ -58,19 +58,20 @@ def expected_top_k(root: Path, users: np.ndarray, k: int, exclude_seen: bool) ->
 def test_loaded_pyfunc_matches_in_process_top_k(logged: dict, exclude_seen: bool) -> None:
     model = mlflow.pyfunc.load_model(f"models:/{logged['model_name']}@{registry.CHALLENGER}")
     user_map = pd.read_csv(logged["root"] / "data/ingested/user_map.csv")
-    request = pd.DataFrame({"user_id": user_map["user_raw"], "k": K, "exclude_seen": exclude_seen})
+    request = pd.DataFrame({"user_id": user_map["user_id"], "k": K, "exclude_seen": exclude_seen})
     out = model.predict(request)
     assert list(out["source"].unique()) == ["model"] and (out["error"] == "").all()
-    assert out["asins"].tolist() == expected_top_k(logged["root"], user_map["user_id"].to_numpy(), K,
+    assert out["asins"].tolist() == expected_top_k(logged["root"], user_map["user_index"].to_numpy(), K,
                                                    exclude_seen)
     assert all(len(s) == K and s == sorted(s, reverse=True) for s in out["scores"])
 
 
-def test_int_id_fallback_unknown_users_and_bad_k(logged: dict) -> None:
+def test_unknown_users_bad_k_and_no_internal_index(logged: dict) -> None:
     model = mlflow.pyfunc.load_model(f"models:/{logged['model_name']}@{registry.CHAMPION}")
     request = pd.DataFrame({"user_id": ["A00003XYZ", "3", "ghost", "A00001XYZ"], "k": [3, 3, 4, 0]})
     out = model.predict(request)
-    assert out.loc[0, "asins"] == out.loc[1, "asins"] and len(out.loc[0, "asins"]) == 3
+    assert len(out.loc[0, "asins"]) == 3 and out.loc[0, "source"] == "model"
+    assert out.loc[1, "source"] == "popularity", "'3' is a raw id like any other, never the internal index 3"
     inter = pd.read_parquet(logged["root"] / "data/ingested/interactions.parquet")
     counts = np.bincount(inter.loc[inter["x_label"] == 0, "item_id"], minlength=40)
     popular = [f"B{i:09d}" for i in np.argsort(-counts, kind="stable")[:4]]
@@ -80,6 +81,35 @@ def test_int_id_fallback_unknown_users_and_bad_k(logged: dict) -> None:
     strict = model.predict(pd.DataFrame({"user_id": ["ghost"]}), params={"unknown_user": "error"})
     assert strict.loc[0, "source"] == "error" and "unknown user" in strict.loc[0, "error"]
     assert strict.loc[0, "asins"] == []
+
+
+MALFORMED_ROWS = [  # (row, words the per-row error must contain)
+    ({"user_id": None, "k": 3}, "user_id is missing"),
+    ({"user_id": "", "k": 3}, "user_id is empty"),
+    ({"user_id": "   ", "k": 3}, "user_id is empty"),
+    ({"user_id": "A00002XYZ", "k": 2.5}, "whole number"),
+    ({"user_id": "A00002XYZ", "k": -1}, "between 1 and"),
+    ({"user_id": "A00002XYZ", "k": 10**6}, "between 1 and"),
+    ({"user_id": "A00002XYZ", "k": "many"}, "whole number"),
+    ({"user_id": "A00002XYZ", "k": "5"}, "whole number"),
+    ({"user_id": "A00002XYZ", "exclude_seen": "yes"}, "exclude_seen must be"),
+    ({"user_id": 17, "k": 2}, "must be a string"),
+]
+
+
+def test_parse_request_flags_every_malformed_row() -> None:
+    from cliper.serving import parse_request
+
+    rows = [{"user_id": "A00002XYZ", "k": 3}, *(row for row, _ in MALFORMED_ROWS),
+            {"user_id": "A00002XYZ", "k": True}, {"user_id": "A00002XYZ", "exclude_seen": 1},
+            {"user_id": 17.5}]
+    parsed = parse_request(pd.DataFrame(rows), default_k=20, max_k=1000)
+    assert parsed.error[0] == "" and parsed.k[0] == 3
+    for (_, words), message in zip(MALFORMED_ROWS, parsed.error[1:], strict=False):
+        assert words in message, (words, message)
+    assert "whole number" in parsed.error[-3], "a boolean is not a k"
+    assert "exclude_seen must be" in parsed.error[-2] and "must be a string" in parsed.error[-1]
+    assert list(parsed.user_id[1:3]) == ["", ""]
 
 
 def _free_port() -> int:
@@ -96,6 +126,19 @@ def _http(url: str, body: bytes | None = None) -> tuple[int, dict | str]:
             return response.status, json.loads(text) if body is not None else text
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
+
+
+def _raw_http(url: str, body: bytes) -> tuple[int, str]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def _reject_constant(name: str) -> None:
+    raise AssertionError(f"the response is not valid JSON: it holds {name}")
 
 
 def _wait_ready(base: str, proc: subprocess.Popen) -> None:
@@ -134,11 +177,21 @@ def test_served_champion_answers_invocations(logged: dict) -> None:
         assert rows[0]["source"] == "model" and rows[1]["source"] == "popularity"
         assert len(rows[1]["asins"]) == 2
         malformed = [b"{not json", json.dumps({"dataframe_records": [{"uid": "A00002XYZ"}]}).encode(),
-                     json.dumps({"dataframe_records": [{"user_id": "A00002XYZ", "k": "many"}]}).encode()]
+                     json.dumps({"inputs": "not a table"}).encode()]
         for body in malformed:
             status, answer = _http(f"{base}/invocations", body)
             assert 400 <= status < 500, (body, status, answer)
             assert _http(f"{base}/ping")[0] == 200  # still up
+        for row, words in MALFORMED_ROWS:  # one at a time: each gets a 400 or a per-row error
+            body = json.dumps({"dataframe_records": [row, {"user_id": "A00002XYZ", "k": 2}]}).encode()
+            status, text = _raw_http(f"{base}/invocations", body)
+            parsed = json.loads(text, parse_constant=_reject_constant)  # strict JSON: no NaN / Infinity
+            if status == 200:
+                first, second = parsed["predictions"]
+                assert first["source"] == "error" and words in first["error"], (row, first)
+                assert first["asins"] == [] and second["source"] == "model" and len(second["asins"]) == 2
+            else:
+                assert 400 <= status < 500, (row, status, text)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n--- server log ---\n{log.read_text(errors='replace')[-3000:]}") from exc
     finally:
