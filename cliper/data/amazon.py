@@ -43,6 +43,7 @@ INTER_REQUIRED: tuple[str, ...] = ("userID", "itemID")
 INTER_OPTIONAL: tuple[str, ...] = ("rating", "timestamp", "x_label")
 SNIPPET_CHARS = 80
 X_LABELS: tuple[int, ...] = (TRAIN, VALID, TEST)
+UNSAFE_FILE_NAME = r"[/\\]|^\.\."  # an item id with these would name a file outside the image folder
 
 
 # --------------------------------------------------------------------------- line readers
@@ -126,7 +127,7 @@ def read_meta(path: str | Path) -> pd.DataFrame:
         line = int(np.flatnonzero(missing.to_numpy())[0]) + 1
         raise DataError(f"{path}: record {line}: missing field 'asin' (every item needs one)")
     out = pd.DataFrame({"asin": frame["asin"].astype(str)})
-    _refuse_nul(out["asin"], frame["asin"], path, "asin", 1)
+    _refuse_unsafe_ids(out["asin"], frame["asin"], path, "asin", 1)
     for name in META_TEXT_FIELDS:
         col = frame[name] if name in frame.columns else pd.Series(None, index=frame.index, dtype=object)
         out[name] = col.where(col.notna(), None).map(_as_text, na_action="ignore").astype("string")
@@ -193,7 +194,7 @@ def _typed_interactions(frame: pd.DataFrame, path: str | Path, first_line: int) 
         }
     )
     for name in ("user_raw", "asin"):
-        _refuse_nul(out[name], frame[name], path, name, first_line)
+        _refuse_unsafe_ids(out[name], frame[name], path, name, first_line)
     out["rating"] = _finite(frame["rating"], path, "rating", first_line).astype("float32")
     timestamp = _numeric(frame["timestamp"], path, "timestamp", first_line)
     out["timestamp"] = _as_int(timestamp, path, "timestamp", first_line)
@@ -243,6 +244,7 @@ def read_id_map(path: str | Path, id_column: str) -> pd.Series:
             f"found {list(frame.columns)}"
         )
     raw_col = next(c for c in frame.columns if c != id_column)
+    _refuse_unsafe_ids(frame[raw_col], frame[raw_col], path, "asin" if id_column == "itemID" else raw_col, 2)
     ids = _as_int(_numeric(frame[id_column], path, id_column, 2), path, id_column, 2, required=True)
     if ids.duplicated().any():
         line = int(np.flatnonzero(ids.duplicated().to_numpy())[0]) + 2
@@ -295,10 +297,19 @@ def _finite(col: pd.Series, path: str | Path, field: str, first_line: int) -> pd
     return values
 
 
-def _refuse_nul(ids: pd.Series, raw: pd.Series, path: str | Path, field: str, first_line: int) -> None:
-    """Ids with a NUL byte are refused (they would end file names and C strings early)."""
-    has_nul = ids.astype("string").str.contains("\x00", regex=False).fillna(False)
-    _refuse_rows(has_nul.to_numpy(dtype=bool), raw, path, field, first_line, "an id without NUL bytes")
+def _refuse_unsafe_ids(ids: pd.Series, raw: pd.Series, path: str | Path, field: str, first_line: int) -> None:
+    """Ids with a NUL byte are refused (they would end file names and C strings early).
+
+    Item ids (``asin``) name image files (``images/<asin>.jpg``, fetched images), so they must
+    also be plain file names: no ``/`` or ``\\`` and not starting with ``..``.
+    """
+    text = ids.astype("string")
+    bad = text.str.contains("\x00", regex=False).fillna(False).to_numpy(dtype=bool)
+    _refuse_rows(bad, raw, path, field, first_line, "an id without NUL bytes")
+    if field == "asin":
+        unsafe = text.str.contains(UNSAFE_FILE_NAME, regex=True).fillna(False).to_numpy(dtype=bool)
+        expected = "an item id usable as a file name (no '/', '\\', leading '..')"
+        _refuse_rows(unsafe, raw, path, field, first_line, expected)
 
 
 def _refuse_rows(
@@ -325,9 +336,8 @@ def _as_int(
     bad = fractional | missing
     if bad.any():
         pos = int(np.flatnonzero(bad)[0])
-        raise DataError(
-            f"{path}: line {pos + first_line}: field '{field}' is {_plain(values.iloc[pos])!r}; expected an integer"
-        )
+        value = _plain(values.iloc[pos])
+        raise DataError(f"{path}: line {pos + first_line}: field '{field}' is {value!r}; expected an integer")
     if required:
         return pd.Series(arr.astype("int64"), index=values.index)
     return pd.Series(

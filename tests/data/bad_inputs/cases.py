@@ -268,4 +268,49 @@ INTER_CASES = [
     ),
     Case("inter-file-not-set", "ingest", None, ("ingest.inter_file is required",), ("ingest.source=mmrec",)),
 ]
-FILE_CASES = META_CASES + REVIEW_CASES + RATING_CASES + INTER_CASES
+
+
+def _rename_item(old: str, new: str) -> Callable[[Path], None]:
+    """Rename item ``old`` to ``new`` in the ratings and the meta file (and keep its image reachable)."""
+
+    def make(root: Path) -> None:
+        ratings = root / bad.RATINGS
+        ratings.write_text(ratings.read_text(encoding="utf-8").replace(old, new), encoding="utf-8")
+        bad.write_gz_lines(
+            root, bad.META, [line.replace(old, new) for line in bad.read_gz_lines(root, bad.META)]
+        )
+        (root.parent / f"{old}.jpg").write_bytes(bad.solid_jpeg(40))  # what images/../../<old>.jpg would name
+
+    return make
+
+
+PATH_ID_CASES = [  # item ids name image files: a path-like id is refused where it is read
+    Case(
+        "ratings-asin-dotdot",
+        "ingest",
+        _rename_item("B003", "../../B003"),
+        ("ratings_Tiny.csv: line 4", "field 'asin' is '../../B003'", "usable as a file name"),
+    ),
+    Case(
+        "ratings-asin-absolute", "ingest", _rename_item("B003", "/tmp/B003"), ("field 'asin' is '/tmp/B003'",)
+    ),
+    Case(
+        "ratings-asin-backslash",
+        "ingest",
+        _rename_item("B003", "..\\B003"),
+        ("field 'asin'", "usable as a file name"),
+    ),
+    Case(
+        "idmap-asin-dotdot",
+        "ingest",
+        lambda r: (
+            bad.write_inter(r, bad.good_inter_rows()),
+            bad.write_id_map(
+                r, "i.map", "asin\titemID", [f"{'../x' if i == 2 else f'A{i}'}\t{i}" for i in range(6)]
+            ),
+        ),
+        ("i.map: line 4", "field 'asin' is '../x'"),
+        (*MMREC, "ingest.item_map=i.map"),
+    ),
+]
+FILE_CASES = PATH_ID_CASES + META_CASES + REVIEW_CASES + RATING_CASES + INTER_CASES
