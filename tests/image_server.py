@@ -4,7 +4,8 @@ Routes (the path part of the request; absolute-URI requests through it as an HTT
 too, so a catalog's real ``http://ecx.images-amazon.com/...`` URLs can be served offline):
 
 * ``/img/<name>`` and ``/images/<...>``: a JPEG (colour from the name), ``/png/<name>``: a PNG
-* ``/missing/<name>``: 404; ``/flaky/<name>``: 500 on the first request, then the JPEG
+* ``/missing/<name>``: 404; ``/flaky/<name>`` (``/throttled/<name>``): 500 (429) on the first
+  request, then the JPEG
 * ``/slow/<name>``: the JPEG after ``slow_s`` seconds; ``/html/<name>``: an HTML page (200,
   ``text/html``); ``/html-as-jpeg/<name>``: the same page labelled ``image/jpeg``
 * ``/truncated/<name>``: the first half of a JPEG (its length declared correctly);
@@ -109,8 +110,9 @@ class ImageServer:
                     return self._send(200, jpeg_bytes(name), "image/jpeg")
                 if route == "png":
                     return self._send(200, jpeg_bytes(name, fmt="PNG"), "image/png")
-                if route == "flaky":
-                    return self._send(500, b"busy", "text/plain") if hits == 1 else self._send(
+                if route in ("flaky", "throttled"):
+                    status = 500 if route == "flaky" else 429
+                    return self._send(status, b"busy", "text/plain") if hits == 1 else self._send(
                         200, jpeg_bytes(name), "image/jpeg")
                 if route == "slow":
                     time.sleep(server.slow_s)

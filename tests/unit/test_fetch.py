@@ -26,6 +26,7 @@ CASES = {  # route -> (outcome, reason, requests the server must see)
     "png": (OK, "", 1),
     "missing": (FAILED, "http_404", 1),  # no retry on 404
     "flaky": (OK, "", 2),  # 500, then retried and served
+    "throttled": (OK, "", 2),  # 429, then retried and served
     "slow": (FAILED, "timeout", 3),  # slower than the timeout: 1 + 2 retries
     "html": (FAILED, "html", 1),
     "html-as-jpeg": (FAILED, "html", 1),  # an error page labelled image/jpeg (CLIPER's bug)
@@ -60,9 +61,22 @@ def test_every_server_case_gets_its_outcome_and_only_images_are_kept(server, tmp
         else:
             assert files == [], f"{route}: a rejected body must not be written"
     assert Path(outcomes[1].path).suffix == ".png"  # extension from the decoded format
-    assert outcomes[3].attempts == 2 and outcomes[4].attempts == 3
+    assert outcomes[3].attempts == 2 and outcomes[5].attempts == 3
     assert not list(tmp_path.glob(".*")), "no temporary file may be left behind"
     assert server.user_agents == {"cliper-test-agent/1.0"}
+
+
+def test_lost_connections_are_retried_and_oversized_bodies_rejected(server, tmp_path):
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}/img/x.jpg"
+    (refused,) = fetch_images([FetchJob(0, "A000", closed)], FAST, tmp_path)
+    assert (refused.outcome, refused.reason, refused.attempts) == (FAILED, "connection", FAST.retries + 1)
+    small = dataclasses.replace(FAST, max_bytes=100)
+    (big,) = fetch_images(_jobs(server, ["img"]), small, tmp_path)
+    assert (big.outcome, big.reason) == (FAILED, "too_large") and not list(tmp_path.glob("A000.*"))
 
 
 def test_rerun_requests_nothing_already_fetched(server, tmp_path):
