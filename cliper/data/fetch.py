@@ -102,6 +102,8 @@ def check_body(body: bytes, content_type: str | None, expected_length: int | Non
         with Image.open(_io.BytesIO(body)) as img:
             fmt = img.format or ""
             img.load()
+    except Image.DecompressionBombError as exc:  # more pixels than Pillow's MAX_IMAGE_PIXELS allows
+        raise Rejected("too_many_pixels", str(exc)) from exc
     except OSError as exc:
         reason = "truncated" if "truncated" in str(exc).lower() else "undecodable"
         raise Rejected(reason, str(exc)) from exc

@@ -111,6 +111,13 @@ def test_body_checks():
         assert err.value.reason == reason, body[:20]
 
 
+def test_a_decompression_bomb_is_rejected_not_raised(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # the 64x64 test JPEG is over 2x this
+    with pytest.raises(Rejected) as err:
+        check_body(jpeg_bytes("x"), "image/jpeg", None)
+    assert err.value.reason == "too_many_pixels"
+
+
 def test_backoff_grows_and_is_capped():
     cfg = dataclasses.replace(FAST, backoff_s=0.5, max_backoff_s=3.0)
     assert [backoff_delay(cfg, n) for n in (1, 2, 3, 4, 5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
