@@ -163,7 +163,7 @@ def read_reviews(path: str | Path) -> pd.DataFrame:
 def read_ratings_csv(path: str | Path) -> pd.DataFrame:
     """Read a header-less ``user,item,rating,timestamp`` CSV into the interaction columns."""
     path = Path(path)
-    frame = _read_table(path, sep=",", header=None, dtype=str)
+    frame = read_table(path, sep=",", header=None, dtype=str)
     if frame.shape[1] != len(RATINGS_COLUMNS):
         raise DataError(
             f"{path}: has {frame.shape[1]} columns; expected {len(RATINGS_COLUMNS)} columns without a header "
@@ -210,7 +210,7 @@ def read_inter(path: str | Path) -> pd.DataFrame:
     Returns ``userID``, ``itemID`` (int64) and whichever optional columns are present.
     """
     path = Path(path)
-    frame = _read_table(path, sep="\t", header=0, dtype=str)
+    frame = read_table(path, sep="\t", header=0, dtype=str)
     frame.columns = [str(c).strip() for c in frame.columns]
     absent = [c for c in INTER_REQUIRED if c not in frame.columns]
     if absent:
@@ -237,7 +237,7 @@ def read_inter(path: str | Path) -> pd.DataFrame:
 def read_id_map(path: str | Path, id_column: str) -> pd.Series:
     """Read an MMRec id map (tab-separated ``<raw> <id_column>``) into a Series id -> raw key."""
     path = Path(path)
-    frame = _read_table(path, sep="\t", header=0, dtype=str)
+    frame = read_table(path, sep="\t", header=0, dtype=str)
     if id_column not in frame.columns or frame.shape[1] != 2:
         raise DataError(
             f"{path}: expected two tab-separated columns '<raw id>\\t{id_column}', "
@@ -255,8 +255,10 @@ def read_id_map(path: str | Path, id_column: str) -> pd.Series:
 # --------------------------------------------------------------------------- helpers
 
 
-def _read_table(path: Path, sep: str, header: int | None, dtype: Any) -> pd.DataFrame:
-    """``pd.read_csv`` with the common failures turned into :class:`DataError`."""
+def read_table(
+    path: Path, sep: str, header: int | None, dtype: Any, expected: str = "at least one interaction"
+) -> pd.DataFrame:
+    """``pd.read_csv`` with the common failures (absent, empty, not UTF-8, ragged) as :class:`DataError`."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
@@ -268,7 +270,7 @@ def _read_table(path: Path, sep: str, header: int | None, dtype: Any) -> pd.Data
     except pd.errors.ParserError as exc:
         raise DataError(f"{path}: cannot parse as {sep!r}-separated table: {exc}") from exc
     if frame.empty:
-        raise DataError(f"{path}: no data rows; expected at least one interaction")
+        raise DataError(f"{path}: no data rows; expected {expected}")
     return frame
 
 

@@ -47,7 +47,7 @@ def read_url_table(path: Path, url_column: str) -> pd.DataFrame:
     """``asin, url`` from a CSV with an ``asin`` column and a ``url_column`` column."""
     if not path.is_file():
         raise DataError(f"{path}: URL table not found (fetch.urls); expected a CSV with asin,{url_column}")
-    frame = pd.read_csv(path, dtype=str, keep_default_na=True)
+    frame = amazon.read_table(path, sep=",", header=0, dtype=str, expected=f"rows of asin,{url_column}")
     absent = [c for c in ("asin", url_column) if c not in frame.columns]
     if absent:
         raise DataError(

@@ -153,4 +153,45 @@ PARAM_CASES.append(
         ("params.yaml: not valid YAML",),
     )
 )
-OTHER_CASES = IMAGE_CASES + CHECKPOINT_CASES + PARAM_CASES
+FETCH = ("fetch.enabled=true", "fetch.urls=raw/urls.csv")
+
+
+def _urls(text: bytes) -> Callable[[Path], None]:
+    return lambda root: (root / bad.RAW / "urls.csv").write_bytes(text)
+
+
+URL_TABLE_CASES = [
+    Case(
+        "urls-table-absent",
+        "fetch",
+        None,
+        ("urls.csv: URL table not found", "expected a CSV with asin,imUrl"),
+        FETCH,
+    ),
+    Case(
+        "urls-missing-column",
+        "fetch",
+        _urls(b"asin,link\nB000,http://x/a.jpg\n"),
+        ("urls.csv: missing column(s) ['imUrl']", "found ['asin', 'link']"),
+        FETCH,
+    ),
+    Case(
+        "urls-no-url",
+        "fetch",
+        _urls(b"asin,imUrl\nB000,\nB001,  \n"),
+        ("urls.csv: no item has a URL",),
+        FETCH,
+    ),
+    Case("urls-empty-file", "fetch", _urls(b""), ("urls.csv", "empty"), FETCH),
+    Case(
+        "urls-not-utf8", "fetch", _urls(b"asin,imUrl\nB0\xe9,http://x/a.jpg\n"), ("urls.csv", "UTF-8"), FETCH
+    ),
+    Case(
+        "urls-meta-without-field",
+        "fetch",
+        None,
+        ("meta_Tiny.json.gz: no record has a 'imUrl' field",),
+        ("fetch.enabled=true", "fetch.urls=meta"),
+    ),
+]
+OTHER_CASES = URL_TABLE_CASES + IMAGE_CASES + CHECKPOINT_CASES + PARAM_CASES
