@@ -111,6 +111,13 @@ CHECKPOINT_CASES = [
         ("other.bin", "another architecture than clip.model 'cliper-tiny'"),
         ("clip.pretrained=raw/other.bin",),
     ),
+    Case(
+        "ckpt-longclip-wrong-context",
+        "adapt",
+        _ckpt("raw/longclip.bin", bad.longclip_checkpoint),
+        ("longclip.bin", "has 248 positions", "77-token context", "Long-CLIP"),
+        ("clip.pretrained=raw/longclip.bin",),
+    ),
     Case("ckpt-absent", "adapt", None, ("no such checkpoint file",), ("clip.pretrained=raw/absent.bin",)),
     Case(
         "ckpt-adapted-truncated",

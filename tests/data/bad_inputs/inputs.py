@@ -24,6 +24,7 @@ RATINGS = f"{RAW}/ratings_{NAME}.csv"
 REVIEWS = f"{RAW}/reviews_{NAME}_5.json.gz"
 ITEMS = "data/ingested/items.parquet"
 CHECKPOINT = "models/clip/open_clip_pytorch_model.bin"
+LONGCLIP_CONTEXT = 248  # Long-CLIP's text positions
 BOMB_SIDE = (20_000, 10_000)  # 200 M pixels: over twice PIL's limit, so Image.open itself refuses
 
 
@@ -161,4 +162,13 @@ def wrong_model_checkpoint(root: Path, dest: str) -> None:
     state = torch.load(root / CHECKPOINT, map_location="cpu", weights_only=True)
     state.pop("positional_embedding")
     state["visual.extra.weight"] = torch.zeros(3)
+    torch.save(state, root / dest)
+
+
+def longclip_checkpoint(root: Path, dest: str) -> None:
+    """The adapted checkpoint in Long-CLIP's format (two 248-row position tables) for a 77-token model."""
+    state = torch.load(root / CHECKPOINT, map_location="cpu", weights_only=True)
+    width = state["positional_embedding"].shape[1]
+    state["positional_embedding"] = torch.zeros(LONGCLIP_CONTEXT, width)
+    state["positional_embedding_res"] = torch.zeros(LONGCLIP_CONTEXT, width)
     torch.save(state, root / dest)
