@@ -66,8 +66,11 @@ def write_outputs(data: Ingested, out_dir: Path) -> dict[str, str]:
     with io.atomic_dir(out_dir) as tmp:
         data.interactions.to_parquet(tmp / OUTPUT_FILES["interactions"], index=False)
         data.items.to_parquet(tmp / OUTPUT_FILES["items"], index=False)
-        for name in ("user_map", "item_map"):
-            getattr(data, name).to_csv(tmp / OUTPUT_FILES[name], index=False)
+        # user_map.csv: ``user_id`` is the raw id (what the served model takes), ``user_index`` the
+        # internal row; calling the internal index ``user_id`` invited the two to be mixed up.
+        user_map = data.user_map.rename(columns={"user_id": "user_index", "user_raw": "user_id"})
+        user_map[["user_id", "user_index"]].to_csv(tmp / OUTPUT_FILES["user_map"], index=False)
+        data.item_map.to_csv(tmp / OUTPUT_FILES["item_map"], index=False)
         io.write_json(tmp / OUTPUT_FILES["stats"], data.stats)
     return {name: str(out_dir / fname) for name, fname in OUTPUT_FILES.items()}
 
