@@ -5,8 +5,9 @@ Recommendation", WWW 2023 (arXiv 2207.05969); follows MMRec ``src/models/bm3.py`
 
 * Encoder: LightGCN over the user-item graph (``n_layers``, layer mean); item = ``h_i + e_i``
   (ID embedding added back); modality encoders ``v̄ = W_v v``, ``t̄ = W_t t``.
-* Latent bootstrap: a target view is the online embedding under dropout (stop-gradient); the
-  online view goes through a shared predictor ``f_p``.
+* Latent bootstrap: a target view is the online embedding under dropout (stop-gradient; one mask
+  per user/item and batch, drawn on the full tables as MMRec does); the online view goes through a
+  shared predictor ``f_p``.
 * Loss (eqs. of sec. 3.3): ``L_rec = (1 - cos(f_p(h_u), sg(h̃_i))) + (1 - cos(f_p(h_i), sg(h̃_u)))``;
   ``L_align = Σ_m 1 - cos(f_p(m̄_i), sg(h̃_i))``; ``L_mask = Σ_m 1 - cos(f_p(m̄_i), sg(m̃_i))``;
   total ``L_rec + cl_weight (L_align + L_mask) + reg_weight · EmbLoss(h_u^all, h_i^all)``.
@@ -77,19 +78,17 @@ class BM3(MultimodalRecommender):
     ) -> torch.Tensor:
         """Bootstrap loss on (user, positive item) pairs; ``neg_items`` is unused (as in BM3)."""
         user_all, item_all = self._encode()
+        with torch.no_grad():  # target views: one dropout mask per node, drawn on the full tables (MMRec)
+            u_target = F.dropout(user_all, self.dropout, training=self.training)[users]
+            i_target = F.dropout(item_all, self.dropout, training=self.training)[pos_items]
+            ones = torch.ones_like(item_all)
+            masks = [F.dropout(ones, self.dropout, training=self.training)[pos_items] for _ in range(2)]
         u_ori, i_ori = user_all[users], item_all[pos_items]
-        with torch.no_grad():
-            u_target = F.dropout(u_ori, self.dropout, training=self.training)
-            i_target = F.dropout(i_ori, self.dropout, training=self.training)
         u_online, i_online = self.predictor(u_ori), self.predictor(i_ori)
         loss = _cos_loss(u_online, i_target) + _cos_loss(i_online, u_target)
         modal = 0.0
-        for feats in (
-            self.text_trs(self.text_features(pos_items)),
-            self.image_trs(self.image_features(pos_items)),
-        ):
-            with torch.no_grad():
-                target = F.dropout(feats, self.dropout, training=self.training)
-            online = self.predictor(feats)
-            modal = modal + _cos_loss(online, i_target) + _cos_loss(online, target)
+        feats = (self.text_trs(self.text_features(pos_items)), self.image_trs(self.image_features(pos_items)))
+        for feat, mask in zip(feats, masks, strict=True):  # text, then image (MMRec's order)
+            online = self.predictor(feat)
+            modal = modal + _cos_loss(online, i_target) + _cos_loss(online, feat * mask)
         return loss + self.reg_weight * emb_norm_loss(user_all, item_all) + self.cl_weight * modal

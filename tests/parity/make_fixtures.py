@@ -18,7 +18,8 @@ What it writes (all float32 unless noted):
 * ``<model>.npz`` per backbone: the reference's initial weights ``w/<mmrec name>``, the batch
   (``batch/users``, ``batch/pos``, ``batch/neg``), the train-mode ``loss``, the gradients
   ``g/<mmrec name>`` of that loss, eval-mode ``scores`` ``[U, I]`` of every user; FREEDOM adds
-  its kept edges (``kept/users``, ``kept/items``) and the dense frozen item graph ``mm_adj``.
+  its kept edges (``kept/users``, ``kept/items``) and the dense frozen item graph ``mm_adj``;
+  BM3 the seeded dropout masks of its target views in call order (``dropout/<n>``).
 * ``manifest.json``: configs, shapes, the reference commit, library versions, sha256 per file.
 """
 
@@ -52,6 +53,7 @@ PER_USER = (5, 1, 1)  # train, valid, test interactions per user
 TEMPERATURE = 0.2  # spec section 3 default
 DATA_SEED, INIT_SEED, BATCH = 7, 2024, 24
 FREEDOM_KEEP_SEED = 11
+DROPOUT_SEED = 13
 EMB = 8
 
 # One dict per backbone; the keys are the same in MMRec and cliper (cliper/models/configs/*.yaml).
@@ -69,9 +71,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "dropout": 0.5,
         "reg_weight": 1e-1,
     },
-    # dropout 0: BM3's target dropout masks cannot be aligned (MMRec drops on the full [U, d]
-    # matrix, cliper on the batch rows); with 0 both compute the same deterministic loss.
-    "BM3": {"embedding_size": EMB, "n_layers": 2, "dropout": 0.0, "reg_weight": 1e-1, "cl_weight": 2.0},
+    # BM3's target dropout draws seeded masks, recorded as ``dropout/<n>`` and replayed by the test.
+    "BM3": {"embedding_size": EMB, "n_layers": 2, "dropout": 0.5, "reg_weight": 1e-1, "cl_weight": 2.0},
 }
 
 
@@ -197,6 +198,26 @@ def fix_freedom_edges(model: torch.nn.Module) -> dict[str, np.ndarray]:
     }
 
 
+@contextlib.contextmanager
+def recorded_dropout(out: dict[str, np.ndarray]):
+    """Functional dropout with seeded masks, each recorded in ``out`` as ``dropout/<call number>``."""
+    gen = torch.Generator().manual_seed(DROPOUT_SEED)
+    real = torch.nn.functional.dropout
+
+    def seeded(x: torch.Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> torch.Tensor:
+        if not training or p == 0.0:
+            return x
+        mask = (torch.rand(x.shape, generator=gen) >= p).to(x.dtype)
+        out[f"dropout/{sum(k.startswith('dropout/') for k in out)}"] = mask.numpy()
+        return x * mask / (1.0 - p)
+
+    torch.nn.functional.dropout = seeded
+    try:
+        yield
+    finally:
+        torch.nn.functional.dropout = real
+
+
 def run_model(name: str, work: Path, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Initial weights, loss, gradients and scores of one reference model."""
     model, _ = build_reference(name, work)
@@ -205,7 +226,8 @@ def run_model(name: str, work: Path, batch: dict[str, np.ndarray]) -> dict[str, 
     if name == "FREEDOM":
         out.update(fix_freedom_edges(model))
     interaction = torch.stack([torch.from_numpy(batch[f"batch/{k}"]) for k in ("users", "pos", "neg")])
-    loss = model.calculate_loss(interaction).sum()
+    with recorded_dropout(out):
+        loss = model.calculate_loss(interaction).sum()
     loss.backward()
     for key, param in model.named_parameters():
         grad = param.grad if param.grad is not None else torch.zeros_like(param)

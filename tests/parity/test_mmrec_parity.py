@@ -9,13 +9,14 @@ reference is only ever run as a separate process.
 Deliberate deviations, tested against the corrected maths (see PROVENANCE.md):
 * text features: cliper fuses the views itself (spec section 3); the fixture's ``t_feat``, the
   text feature MMRec is given, is that formula evaluated independently in float64 numpy.
-* BM3 runs with ``dropout = 0`` (MMRec drops on the full matrix, cliper on the batch rows, so the
-  random masks cannot be aligned); FREEDOM runs with a fixed kept-edge set (MMRec's sampling order
-  differs; the sampling itself is tested in ``tests/unit/test_freedom_sampling.py``).
+* BM3's target dropout replays the seeded masks the reference drew (``dropout/<n>``, in call
+  order); FREEDOM runs with a fixed kept-edge set (MMRec's sampling order differs; the sampling
+  itself is tested in ``tests/unit/test_freedom_sampling.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import subprocess
@@ -34,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 FIXTURES = HERE.parent / "fixtures" / "parity"
 REFERENCE = HERE.parents[2] / "shared" / "reference"
 GENERATOR = HERE / "make_fixtures.py"
-TOL = 1e-6
+TOL = 1e-6  # on max |cliper - reference| / max(1, max |reference|): absolute below 1, relative above
 MODELS = ("bpr", "lightgcn", "vbpr", "freedom", "bm3")
 _LINEARS = ("image_trs", "text_trs")
 # MMRec parameter name -> cliper parameter name, per backbone.
@@ -91,17 +92,42 @@ def build(name: str, manifest: dict, data: dict[str, np.ndarray]) -> Recommender
     return build_model(name, inter, config, features=features, fusion=fusion)
 
 
+@contextlib.contextmanager
+def replayed_dropout(ref: dict[str, np.ndarray]):
+    """Functional dropout that applies the reference's recorded masks, one per call, in order."""
+    masks = [torch.from_numpy(ref[f"dropout/{n}"]) for n in range(sum(k.startswith("dropout/") for k in ref))]
+    calls = iter(masks)
+    real = torch.nn.functional.dropout
+
+    def replay(x: torch.Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> torch.Tensor:
+        mask = next(calls)
+        assert mask.shape == x.shape, f"dropout call on {tuple(x.shape)}, reference drew {tuple(mask.shape)}"
+        return x * mask / (1.0 - p)
+
+    torch.nn.functional.dropout = replay
+    try:
+        yield
+    finally:
+        torch.nn.functional.dropout = real
+    assert next(calls, None) is None, "cliper drew fewer dropout masks than the reference"
+
+
+def err(got: np.ndarray | float, ref: np.ndarray | float) -> float:
+    """``max |got - ref|``, divided by ``max |ref|`` where that exceeds 1 (float32 rounding scales)."""
+    got, ref = np.asarray(got, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    return float(np.abs(got - ref).max() / max(1.0, np.abs(ref).max()))
+
+
 def max_diffs(name: str, folder: Path) -> dict[str, float]:
-    """Max abs differences cliper vs reference: features, item graph, loss, gradients, scores."""
+    """Scaled max differences cliper vs reference (:func:`err`): features, graph, loss, gradients, scores."""
     manifest, data, ref = load(folder, name)
     model = build(name, manifest, data)
     diffs: dict[str, float] = {}
     if hasattr(model, "text_table"):  # cliper's own fusion vs the spec formula MMRec was fed
-        err = np.abs(model.text_table.detach().numpy() - data["t_feat"]).max()
-        diffs["t_feat (relative)"] = float(err / np.abs(data["t_feat"]).max())  # float32 vs float64
+        diffs["t_feat"] = err(model.text_table.detach().numpy(), data["t_feat"])  # float32 vs float64
     if "mm_adj" in ref:
         dense = model.mm_adj.to_dense().numpy()
-        diffs["mm_adj"] = float(np.abs(dense - ref["mm_adj"]).max())
+        diffs["mm_adj"] = err(dense, ref["mm_adj"])
     names = NAMES[name]
     trainable = {k for k, p in model.named_parameters() if p.requires_grad}
     assert trainable == set(names.values()), (
@@ -115,9 +141,10 @@ def max_diffs(name: str, folder: Path) -> dict[str, float]:
     if "kept/users" in ref:
         model.mask_edges(torch.from_numpy(ref["kept/users"]), torch.from_numpy(ref["kept/items"]))
     batch = [torch.from_numpy(ref[f"batch/{k}"]) for k in ("users", "pos", "neg")]
-    loss = model.calculate_loss(*batch)
+    with replayed_dropout(ref):
+        loss = model.calculate_loss(*batch)
     loss.backward()
-    diffs["loss"] = abs(loss.item() - float(ref["loss"]))
+    diffs["loss"] = err(loss.item(), ref["loss"])
     for ref_key, key in names.items():
         grad = params[key].grad
         got = (
@@ -125,11 +152,11 @@ def max_diffs(name: str, folder: Path) -> dict[str, float]:
             if grad is None
             else grad.numpy().reshape(ref[f"g/{ref_key}"].shape)
         )
-        diffs[f"grad {key}"] = float(np.abs(got - ref[f"g/{ref_key}"]).max())
+        diffs[f"grad {key}"] = err(got, ref[f"g/{ref_key}"])
     model.eval()
     with torch.no_grad():
         scores = model.full_sort_predict(torch.arange(manifest["n_users"])).numpy()
-    diffs["scores"] = float(np.abs(scores - ref["scores"]).max())
+    diffs["scores"] = err(scores, ref["scores"])
     return diffs
 
 
