@@ -32,6 +32,9 @@ class FetchConfig:
     max_redirects: int = field(default=5, metadata={"ge": 0})
     max_bytes: int = field(default=20_000_000, metadata={"ge": 1})  # larger bodies are rejected
     user_agent: str = "cliper-image-fetch/0.1 (research; CLIPER recommender pipeline)"
+    # URLs containing one of these are not fetched (outcome no_url): Amazon's "no image" icon that
+    # 6 of CLIPER's Baby URLs point to would otherwise be kept as the product's image.
+    skip_url_patterns: list[str] = field(default_factory=lambda: ["/x-site/icons/no-img"])
     max_failed_share: float = field(default=0.2, metadata={"ge": 0, "le": 1})  # above: the stage fails
     progress: bool = True  # tqdm bar
 

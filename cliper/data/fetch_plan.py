@@ -14,11 +14,13 @@ reason, http_status, bytes, attempts, seconds, path``. ``outcome`` is ``ok`` (fe
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from cliper.data import amazon
@@ -81,19 +83,27 @@ def read_urls(source: str, url_column: str, meta_file: Path | None, root: Path) 
     return read_url_table(path if path.is_absolute() else root / path, url_column)
 
 
-def plan(items: pd.DataFrame, urls: pd.DataFrame) -> tuple[list[FetchJob], pd.DataFrame]:
-    """Jobs for items with a URL and no local image; report rows for the others."""
+def plan(items: pd.DataFrame, urls: pd.DataFrame, skip_patterns: Sequence[str] = ()) -> tuple[
+        list[FetchJob], pd.DataFrame]:
+    """Jobs for items with a usable URL and no local image; report rows for the others.
+
+    A URL containing one of ``skip_patterns`` (a known "no image" placeholder) counts as none:
+    outcome ``no_url``, reason ``placeholder_url``.
+    """
     frame = items[["item_id", "asin", "image_path"]].merge(urls, on="asin", how="left", validate="one_to_one")
-    has_url = frame["url"].notna().to_numpy()
-    local = frame["image_path"].notna().to_numpy()
-    todo = frame[has_url & ~local]
-    rows = todo[["item_id", "asin", "url"]].itertuples(index=False)
+    url = frame["url"].fillna("").astype(str)
+    placeholder = (url.str.contains("|".join(map(re.escape, skip_patterns))) if skip_patterns
+                   else pd.Series(False, index=url.index))
+    local = frame["image_path"].notna()
+    todo = (url != "") & ~placeholder & ~local
+    rows = frame.loc[todo, ["item_id", "asin", "url"]].itertuples(index=False)
     jobs = [FetchJob(int(i), str(a), str(u)) for i, a, u in rows]
-    rest = frame[~(has_url & ~local)]
+    rest = frame[~todo]
     skipped = pd.DataFrame({
         "item_id": rest["item_id"].to_numpy(), "asin": rest["asin"].astype(str).to_numpy(),
-        "url": rest["url"].fillna("").astype(str).to_numpy(),
-        "outcome": [LOCAL if p else NO_URL for p in rest["image_path"].notna()],
+        "url": url[~todo].to_numpy(),
+        "outcome": np.where(local[~todo], LOCAL, NO_URL),
+        "reason": np.where(placeholder[~todo] & ~local[~todo], "placeholder_url", ""),
         "path": rest["image_path"].fillna("").astype(str).to_numpy(),
     })
     return jobs, skipped

@@ -65,7 +65,7 @@ def run(params: Params, root: Path) -> StageResult:
         raise DataError(f"{items_path}: not found; run the ingest stage first (cliper run ingest)")
     items = pd.read_parquet(items_path, columns=["item_id", "asin", "image_path"])
     urls = read_urls(cfg.urls, cfg.url_column, ingest_meta_file(params.ingest, root), root)
-    jobs, skipped = plan(items, urls)
+    jobs, skipped = plan(items, urls, cfg.skip_url_patterns)
     log.info("fetch: %d of %d items to fetch into %s (concurrency %d)", len(jobs), len(items), image_dir,
              cfg.concurrency)
     start = time.monotonic()
