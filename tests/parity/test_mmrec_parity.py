@@ -16,12 +16,12 @@ Deliberate deviations, tested against the corrected maths (see PROVENANCE.md):
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -92,24 +92,22 @@ def build(name: str, manifest: dict, data: dict[str, np.ndarray]) -> Recommender
     return build_model(name, inter, config, features=features, fusion=fusion)
 
 
-@contextlib.contextmanager
-def replayed_dropout(ref: dict[str, np.ndarray]):
-    """Functional dropout that applies the reference's recorded masks, one per call, in order."""
-    masks = [torch.from_numpy(ref[f"dropout/{n}"]) for n in range(sum(k.startswith("dropout/") for k in ref))]
-    calls = iter(masks)
-    real = torch.nn.functional.dropout
+class ReplayedDropout:
+    """Stands in for ``torch.nn.functional.dropout``: the reference's recorded masks, one per call."""
 
-    def replay(x: torch.Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> torch.Tensor:
-        mask = next(calls)
+    def __init__(self, ref: dict[str, np.ndarray]) -> None:
+        n_masks = sum(k.startswith("dropout/") for k in ref)
+        self.masks = [torch.from_numpy(ref[f"dropout/{n}"]) for n in range(n_masks)]
+        self.used = 0
+
+    def __call__(
+        self, x: torch.Tensor, p: float = 0.5, training: bool = True, inplace: bool = False
+    ) -> torch.Tensor:
+        assert self.used < len(self.masks), "cliper draws more dropout masks than the reference"
+        mask = self.masks[self.used]
         assert mask.shape == x.shape, f"dropout call on {tuple(x.shape)}, reference drew {tuple(mask.shape)}"
+        self.used += 1
         return x * mask / (1.0 - p)
-
-    torch.nn.functional.dropout = replay
-    try:
-        yield
-    finally:
-        torch.nn.functional.dropout = real
-    assert next(calls, None) is None, "cliper drew fewer dropout masks than the reference"
 
 
 def err(got: np.ndarray | float, ref: np.ndarray | float) -> float:
@@ -141,8 +139,10 @@ def max_diffs(name: str, folder: Path) -> dict[str, float]:
     if "kept/users" in ref:
         model.mask_edges(torch.from_numpy(ref["kept/users"]), torch.from_numpy(ref["kept/items"]))
     batch = [torch.from_numpy(ref[f"batch/{k}"]) for k in ("users", "pos", "neg")]
-    with replayed_dropout(ref):
+    dropout = ReplayedDropout(ref)
+    with mock.patch.object(torch.nn.functional, "dropout", dropout):
         loss = model.calculate_loss(*batch)
+    assert dropout.used == len(dropout.masks), "cliper draws fewer dropout masks than the reference"
     loss.backward()
     diffs["loss"] = err(loss.item(), ref["loss"])
     for ref_key, key in names.items():
