@@ -201,4 +201,24 @@ URL_TABLE_CASES = [
         ("fetch.enabled=true", "fetch.urls=meta"),
     ),
 ]
-OTHER_CASES = URL_TABLE_CASES + IMAGE_CASES + CHECKPOINT_CASES + PARAM_CASES
+INGESTED_CASES = [  # ingested tables edited by hand or written by another tool: validate refuses them
+    Case(
+        "ingested-rating-nan",
+        "validate",
+        partial(bad.set_interaction, row=3, column="rating", value=float("nan")),
+        ("interactions: expect_column_values_to_not_be_null", "'column': 'rating'", "1 unexpected rows"),
+    ),
+    Case(
+        "ingested-x-label-7",
+        "validate",
+        partial(bad.set_interaction, row=5, column="x_label", value=7),
+        ("'column': 'x_label'", "'value_set': [0, 1, 2]", "'x_label': 7"),
+    ),
+    Case(
+        "ingested-item-id-out-of-range",
+        "validate",
+        partial(bad.set_interaction, row=0, column="item_id", value=99),
+        ("'column': 'item_id'", "'max_value': "),
+    ),
+]
+OTHER_CASES = INGESTED_CASES + URL_TABLE_CASES + IMAGE_CASES + CHECKPOINT_CASES + PARAM_CASES

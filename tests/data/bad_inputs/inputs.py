@@ -172,3 +172,12 @@ def longclip_checkpoint(root: Path, dest: str) -> None:
     state["positional_embedding"] = torch.zeros(LONGCLIP_CONTEXT, width)
     state["positional_embedding_res"] = torch.zeros(LONGCLIP_CONTEXT, width)
     torch.save(state, root / dest)
+
+
+def set_interaction(root: Path, row: int, column: str, value: object) -> None:
+    """Rewrite one cell of interactions.parquet (an ingested file edited or produced by another tool)."""
+    path = root / "data/ingested/interactions.parquet"
+    inter = pd.read_parquet(path)
+    inter[column] = inter[column].astype("float64" if isinstance(value, float) else inter[column].dtype)
+    inter.loc[row, column] = value
+    inter.to_parquet(path, index=False)
