@@ -46,8 +46,8 @@ def test_files_stay_small(path: Path) -> None:
     ("package", "forbidden"), [("demo", "cliper.data"), ("data", "cliper.demo")], ids=["demo", "data"])
 def test_demo_and_real_data_never_import_each_other(package: str, forbidden: str) -> None:
     for path in sorted((ROOT / "cliper" / package).rglob("*.py")):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        modules = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
-        modules += [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module]
+        nodes = list(ast.walk(ast.parse(path.read_text(encoding="utf-8"))))
+        modules = [a.name for n in nodes if isinstance(n, ast.Import) for a in n.names]
+        modules += [n.module for n in nodes if isinstance(n, ast.ImportFrom) and n.module]
         bad = [m for m in modules if m == forbidden or m.startswith(forbidden + ".")]
         assert not bad, f"{path.relative_to(ROOT)} imports {bad}: cliper/demo and cliper/data stay apart"
