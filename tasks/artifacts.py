@@ -2,8 +2,9 @@
 
 Every stage gets one markdown artifact keyed ``cliper-<stage>`` (status, duration and a table
 of the metrics files ``dvc.yaml`` declares for it); ``validate`` adds its validation report
-(every suite and expectation, as markdown) and ``evaluate`` a link to its MLflow run when the stage wrote
-``<evaluate.out_dir>/mlflow.json``. Keys are stable, so the UI shows each stage's history.
+(every suite and expectation, as markdown) and ``evaluate`` its view report and a link to its
+MLflow run when the stage wrote ``<evaluate.out_dir>/mlflow.json``. Keys are stable, so the UI
+shows each stage's history.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tasks.dvc import StageFailed, StageOutcome
 
 MAX_ROWS = 80
 MLFLOW_FILE = "mlflow.json"
+VIEW_REPORT = "views/view_report.md"  # written by the evaluate stage (cliper.view_report)
 
 
 def artifact_key(stage: str, suffix: str = "") -> str:
@@ -91,6 +93,7 @@ def publish(outcome: StageOutcome, root: Path) -> list[str]:
         keys += _publish_validation_report(root, params.validate.out_dir)
     if outcome.stage == "evaluate":
         keys += _publish_mlflow(root / params.evaluate.out_dir / MLFLOW_FILE)
+        keys += _publish_view_report(root / params.evaluate.out_dir / VIEW_REPORT)
     return keys
 
 
@@ -125,6 +128,19 @@ def _publish_validation_report(root: Path, out_dir: str) -> list[str]:
         f"{text}\n_The same report as one HTML page (works offline): `{html_page}`; it is also an artifact "
         "of the evaluate stage's MLflow run (`reports/validate/report.html`)._\n",
         key=key, description="Validation results of the ingested data: every suite and expectation",
+    )
+    return [key]
+
+
+def _publish_view_report(path: Path) -> list[str]:
+    """The evaluate stage's view report (attention weights per view, view ablation) as markdown."""
+    if not path.is_file():
+        return []
+    key = artifact_key("evaluate", "views")
+    create_markdown_artifact(
+        path.read_text(encoding="utf-8") + "\n_Plot of the weight distributions: "
+        "`plots/view_weights_hist.png` in the MLflow run's `reports/evaluate` artifacts._\n",
+        key=key, description="How much each text view counts, and what each view adds (ablation)",
     )
     return [key]
 

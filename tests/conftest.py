@@ -128,3 +128,19 @@ def prefect_server_process(tmp_path_factory: pytest.TempPathFactory):
 def prefect_server(prefect_server_process) -> str:
     """The session's real Prefect server; yields its API URL."""
     return f"{prefect_server_process.base_url}/api"
+
+
+@pytest.fixture(scope="session")
+def promoted_pipeline(prefect_server: str, tmp_path_factory: pytest.TempPathFactory):
+    """The whole tiny pipeline run once through the Prefect flow with promotion, then once more.
+
+    The second run finds every stage up to date (all ``Skipped``). Yields ``(project, first
+    flow-run state, second flow-run state)``; the project holds the MLflow store
+    (``mlflow.db``) with the evaluate stage's run and the promoted champion.
+    """
+    from flows.pipeline import cliper_pipeline
+
+    project = make_project(tmp_path_factory.mktemp("promoted") / "project", tiny_params())
+    first = cliper_pipeline(project_dir=str(project), promote=True, return_state=True)
+    again = cliper_pipeline(project_dir=str(project), return_state=True)
+    return project, first, again

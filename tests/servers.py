@@ -88,7 +88,8 @@ class ServerProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"{self.cmd[:3]} exited with {self.proc.returncode}:\n{self.log_text()[-3000:]}")
+                raise RuntimeError(
+                    f"{self.cmd[:3]} exited with {self.proc.returncode}:\n{self.log_text()[-3000:]}")
             try:
                 if http_get(self.ready_url, timeout_s=5)[0] == 200:
                     return

@@ -230,7 +230,7 @@ def test_a_stage_killed_midway_is_retried(prefect_server: str, tmp_path: Path) -
 
     @flow
     def one_stage(project_dir: str) -> dict:
-        return retried(project_dir)
+        return retried(project_dir).result()  # a stage task returns its own final state
 
     state = one_stage(str(tmp_path), return_state=True)
     assert state.is_completed(), state.message
@@ -240,8 +240,8 @@ def test_a_stage_killed_midway_is_retried(prefect_server: str, tmp_path: Path) -
 
 
 @pytest.mark.slow
-def test_whole_pipeline_with_promotion(prefect_server: str, tiny_project: Path) -> None:
-    state = _run(tiny_project, promote=True)
+def test_whole_pipeline_with_promotion(promoted_pipeline) -> None:
+    tiny_project, state, again = promoted_pipeline
     assert state.is_completed(), state.message
     results = state.result()
     assert [r["stage"] for r in results] == [*STAGES, "promote"]
@@ -251,3 +251,5 @@ def test_whole_pipeline_with_promotion(prefect_server: str, tiny_project: Path) 
     assert "cliper-promote" in found
     if (tiny_project / "reports/evaluate/mlflow.json").is_file():
         assert "/runs/" in found["cliper-evaluate-mlflow"].data
+    assert again.is_completed(), again.message
+    assert [r["status"] for r in again.result()] == ["skipped"] * len(STAGES)

@@ -56,9 +56,9 @@ def test_the_served_schedule_creates_a_run_that_completes(prefect_server_process
             start_new_session=True,
         )
     scheduled: list[dict] = []
+    deployment_id = None
     try:
         deadline = time.monotonic() + RUN_DEADLINE_S
-        deployment_id = None
         completed = None
         while time.monotonic() < deadline and serve.poll() is None:
             deployment_id = deployment_id or _deployment_id(api)
@@ -86,3 +86,6 @@ def test_the_served_schedule_creates_a_run_that_completes(prefect_server_process
         except subprocess.TimeoutExpired:
             serve.kill()
             serve.wait()
+        if deployment_id:  # with its pending scheduled runs, which no later test may pick up
+            urllib.request.urlopen(urllib.request.Request(f"{api}/deployments/{deployment_id}",
+                                                          method="DELETE"), timeout=30).close()
