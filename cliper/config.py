@@ -205,6 +205,7 @@ class OrchestrationConfig:
     """
 
     cron: str = "0 3 * * *"
+    interval_seconds: int | None = None  # when set, an interval schedule replaces the cron
     retries: int = 1
     retry_delay_seconds: int = 10
     timeout_seconds: int = 3600
