@@ -4,6 +4,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
+PREFECT_API ?= http://127.0.0.1:4200/api
 
 .PHONY: install demo test lint ui-mlflow ui-prefect serve-deployment clean
 
@@ -20,6 +21,7 @@ demo: install
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
 
 test: install
+	./.ci/system-deps
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q
 
 lint: install
@@ -29,11 +31,11 @@ lint: install
 ui-mlflow: install      ## MLflow UI on http://127.0.0.1:5000 (runs, metrics, registered models)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
-ui-prefect: install     ## Prefect server + UI on http://127.0.0.1:4200
-	$(BIN)/prefect server start --host 127.0.0.1 --port 4200
+ui-prefect: install     ## Prefect server + UI on http://127.0.0.1:4200 (its data in .prefect/, not ~/.prefect)
+	PREFECT_HOME=$(CURDIR)/.prefect $(BIN)/prefect server start --host 127.0.0.1 --port 4200
 
 serve-deployment: install   ## the scheduled `cliper-pipeline` deployment (needs ui-prefect running)
-	PATH=$(CURDIR)/$(BIN):$$PATH PREFECT_API_URL=http://127.0.0.1:4200/api $(BIN)/python -m flows.serve
+	PATH=$(CURDIR)/$(BIN):$$PATH PREFECT_API_URL=$(PREFECT_API) $(BIN)/python -m flows.serve
 
 clean:
 	rm -rf data models reports .cache mlflow.db mlartifacts
