@@ -56,6 +56,7 @@ USER_MAP = "user_map.csv"  # written by the ingest stage
 USER_RAW, USER_INDEX = "user_id", "user_index"  # its columns: the raw id (what requests send), the row
 OUTPUT_COLUMNS = ["user_id", "asins", "scores", "source", "error"]
 SCORE_BATCH_ROWS = 1024  # request rows scored at once
+MAX_USER_ID_CHARS = 256  # raw ids are short (Amazon's: 14); longer is a malformed or hostile request
 
 
 # --------------------------------------------------------------------------- artifacts
@@ -232,6 +233,8 @@ def parse_request(df: pd.DataFrame, default_k: int, max_k: int) -> ParsedRequest
     flag(uid_missing, "user_id is missing (null): send the raw user id as a string")
     flag(~uid_missing & ~uid_str, "user_id must be a string (the raw user id, as in user_map.csv)")
     flag(uid_str & (text == ""), "user_id is empty: send the raw user id as a string")
+    too_long = uid_str & (np.char.str_len(text.astype(str)) > MAX_USER_ID_CHARS)
+    flag(too_long, f"user_id is longer than {MAX_USER_ID_CHARS} characters: not a user id of this catalog")
 
     ks = np.full(n, default_k, dtype=np.int64)
     if "k" in df.columns:
@@ -253,6 +256,7 @@ def parse_request(df: pd.DataFrame, default_k: int, max_k: int) -> ParsedRequest
         flag(given & ~is_bool, "exclude_seen must be true or false")
         exclude[given & is_bool] = col[given & is_bool].astype(bool).to_numpy()
     user_text = np.where(uid_str, text, np.where(uid_missing, "", uid.astype(str).to_numpy()))
+    user_text = np.where(too_long, "", user_text)  # not echoed back
     return ParsedRequest(user_text.astype(str), ks, exclude, error.astype(str))
 
 

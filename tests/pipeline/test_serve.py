@@ -94,6 +94,7 @@ MALFORMED_ROWS = [  # (row, words the per-row error must contain)
     ({"user_id": "A00002XYZ", "k": "5"}, "whole number"),
     ({"user_id": "A00002XYZ", "exclude_seen": "yes"}, "exclude_seen must be"),
     ({"user_id": 17, "k": 2}, "must be a string"),
+    ({"user_id": "x" * 100_000, "k": 2}, "longer than"),
 ]
 
 
