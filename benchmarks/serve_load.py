@@ -22,6 +22,7 @@ import json
 import os
 import random
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
@@ -195,8 +196,8 @@ def main(argv: list[str] | None = None) -> None:
     model_uri = f"models:/{args.model}@champion"
     cmd = [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager",
            "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"]
-    log = RESULTS / "serve_load.server.log"
-    log.unlink(missing_ok=True)
+    log = Path(tempfile.mkdtemp(prefix="cliper-serve-load-")) / "server.log"
+    print(f"server log: {log}")
     with ServerProcess(cmd, log, f"http://127.0.0.1:{port}", "/ping",
                        env=venv_env(MLFLOW_TRACKING_URI=uri)) as server:
         run_load(port, ["valid_k20", "ping"] * 20, users, args.max_k, 2, args.seed)  # warm-up
