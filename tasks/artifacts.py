@@ -98,7 +98,7 @@ def publish(outcome: StageOutcome, root: Path) -> list[str]:
 
 
 def publish_failure(error: StageFailed, root: Path) -> list[str]:
-    """Artifacts of a failed stage: its error lines, and the Data Docs link for ``validate``."""
+    """Artifacts of a failed stage: its error lines, and the validation report for ``validate``."""
     keys = [artifact_key(error.stage)]
     tail = "\n".join(error.tail) or "(no output on stderr)"
     create_markdown_artifact(
@@ -110,6 +110,15 @@ def publish_failure(error: StageFailed, root: Path) -> list[str]:
     return keys
 
 
+def _publish_markdown_file(path: Path, key: str, footer: str, description: str) -> list[str]:
+    """A markdown report a stage wrote, as the artifact ``key`` (nothing when it is absent)."""
+    if not path.is_file():
+        return []
+    create_markdown_artifact(f"{path.read_text(encoding='utf-8')}\n_{footer}_\n", key=key,
+                             description=description)
+    return [key]
+
+
 def _publish_validation_report(root: Path, out_dir: str) -> list[str]:
     """The validation report (every suite and expectation) as a markdown artifact.
 
@@ -118,31 +127,20 @@ def _publish_validation_report(root: Path, out_dir: str) -> list[str]:
     is; the same report as one self-contained HTML page is logged to the MLflow run.
     """
     folder = root / out_dir
-    text_file = folder / REPORT_MARKDOWN
-    if not text_file.is_file():
-        return []
-    key = artifact_key("validate", "report")
-    html_page = (folder / REPORT_HTML).resolve()
-    text = text_file.read_text(encoding="utf-8")
-    create_markdown_artifact(
-        f"{text}\n_The same report as one HTML page (works offline): `{html_page}`; it is also an artifact "
-        "of the evaluate stage's MLflow run (`reports/validate/report.html`)._\n",
-        key=key, description="Validation results of the ingested data: every suite and expectation",
-    )
-    return [key]
+    return _publish_markdown_file(
+        folder / REPORT_MARKDOWN, artifact_key("validate", "report"),
+        f"The same report as one HTML page (works offline): `{(folder / REPORT_HTML).resolve()}`; it is "
+        "also an artifact of the evaluate stage's MLflow run (`reports/validate/report.html`).",
+        "Validation results of the ingested data: every suite and expectation")
 
 
 def _publish_view_report(path: Path) -> list[str]:
     """The evaluate stage's view report (attention weights per view, view ablation) as markdown."""
-    if not path.is_file():
-        return []
-    key = artifact_key("evaluate", "views")
-    create_markdown_artifact(
-        path.read_text(encoding="utf-8") + "\n_Plot of the weight distributions: "
-        "`plots/view_weights_hist.png` in the MLflow run's `reports/evaluate` artifacts._\n",
-        key=key, description="How much each text view counts, and what each view adds (ablation)",
-    )
-    return [key]
+    return _publish_markdown_file(
+        path, artifact_key("evaluate", "views"),
+        "Plot of the weight distributions: `plots/view_weights_hist.png` in the MLflow run's "
+        "`reports/evaluate` artifacts.",
+        "How much each text view counts, and what each view adds (ablation)")
 
 
 def _publish_mlflow(path: Path) -> list[str]:

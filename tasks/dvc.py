@@ -147,10 +147,11 @@ def stream_process(
                         on_line(key.data, line)
         return proc.wait(), lines, list(err_tail)
     finally:
-        _stop(proc)
+        stop_process_group(proc)
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def stop_process_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the process group of ``proc`` (started with ``start_new_session``), SIGKILL if it lingers."""
     if proc.poll() is not None:
         return
     for sig, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):

@@ -8,7 +8,6 @@ browser tests use it, so every server a test needs is started by the test itself
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,9 +16,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tasks.dvc import stop_process_group
+
 VENV_BIN = Path(sys.executable).parent
 STARTUP_S = 240  # a cold start of a Prefect or MLflow server on the shared 2-core machine
-STOP_S = 20
 POLL_S = 0.5
 TRACEBACK = "Traceback (most recent call last)"
 
@@ -100,18 +100,8 @@ class ServerProcess:
 
     def stop(self) -> None:
         """SIGTERM the process group, SIGKILL it if it lingers."""
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(proc.pid, sig)
-                proc.wait(timeout=STOP_S)
-                return
-            except subprocess.TimeoutExpired:
-                continue
-            except ProcessLookupError:
-                return
+        if self.proc is not None:
+            stop_process_group(self.proc)
 
 
 def prefect_server(home: Path, port: int | None = None, **settings: str) -> ServerProcess:
