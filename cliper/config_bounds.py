@@ -45,6 +45,8 @@ class Bound:
         return " and ".join(f"{op} {v:g}" for op, v in limits if v is not None) or "any finite number"
 
 
+# Pillow's Image.open refuses images over twice Image.MAX_IMAGE_PIXELS (89,478,485) whatever we allow.
+MAX_DECODABLE_PIXELS = 178_956_970
 POSITIVE_INT = Bound(ge=1)
 NON_NEGATIVE = Bound(ge=0)
 POSITIVE = Bound(gt=0)
@@ -60,7 +62,7 @@ BOUNDS: dict[str, Bound] = {
     "ingest.split_seed": NON_NEGATIVE,
     "validate.k_core": NON_NEGATIVE,
     "validate.min_image_size": POSITIVE_INT,
-    "validate.max_image_pixels": POSITIVE_INT,
+    "validate.max_image_pixels": Bound(ge=1, le=MAX_DECODABLE_PIXELS),
     "validate.max_missing_image_share": SHARE,
     "validate.max_missing_text_share": SHARE,
     "preprocess.min_field_length": NON_NEGATIVE,

@@ -31,6 +31,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from cliper.config import Params, ValidateConfig
+from cliper.config_bounds import MAX_DECODABLE_PIXELS
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +51,13 @@ _BAR_MIN = 500  # progress bar only for catalogs at least this large
 class ImageRule:
     """What makes an image usable; one rule for the validate and preprocess stages.
 
-    The default is permissive in size (for library use); the stages build it from
+    The default is permissive in size (for library use, and for the extract/adapt loaders, which
+    only open images the manifest already accepted); the stages build it from
     ``params.validate`` with :meth:`from_config`.
     """
 
     min_size: int = 1
-    max_pixels: int = ValidateConfig.max_image_pixels
+    max_pixels: int = MAX_DECODABLE_PIXELS
 
     @classmethod
     def from_config(cls, cfg: ValidateConfig) -> ImageRule:

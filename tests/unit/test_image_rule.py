@@ -80,3 +80,9 @@ def test_paths_inside_the_folders_are_allowed(tmp_path: Path):
     folders = (tmp_path.joinpath("root").resolve(), outside_images.resolve())
     assert safe_path("imgs/a.jpg", tmp_path / "root", folders)[1] is None
     assert safe_path(str(outside_images / "a.jpg"), tmp_path / "root", folders)[1] is None
+
+
+def test_the_pixel_cap_is_what_pillow_itself_can_open():
+    from cliper.config_bounds import MAX_DECODABLE_PIXELS
+
+    assert MAX_DECODABLE_PIXELS == 2 * Image.MAX_IMAGE_PIXELS
