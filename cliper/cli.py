@@ -106,8 +106,8 @@ def run_cmd(
     try:
         cfg = load_params(root / params if not params.is_absolute() else params, parse_overrides(set_))
         result = run_stage(stage, cfg, root)
-    except (ConfigError, CliperError) as exc:
-        _fail(str(exc))
+    except (ConfigError, CliperError) as exc:  # exit 2; 3 when a retry can succeed (server outage)
+        _fail(str(exc), getattr(exc, "exit_code", 2))
     typer.echo(json.dumps({"stage": result.stage, "metrics": result.metrics}, indent=2, default=str))
     for warning in result.warnings:
         typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)

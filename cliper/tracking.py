@@ -26,11 +26,15 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+import requests
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from cliper import registry, serving
 from cliper.config import Params, flatten
+from cliper.errors import CliperError
 from cliper.io import read_json, sha256_array, sha256_file
+from cliper.uri_credentials import redact, refuse_password, split_credentials
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +55,26 @@ MODEL_FILE_SUFFIXES = (".json", ".yaml", ".csv", ".png")
 # What the served model imports (cliper itself must be installed where it is served). Stating
 # them skips MLflow's requirement inference, which reloads the model in a subprocess (~10 s).
 SERVING_PACKAGES = ("mlflow", "cloudpickle", "numpy", "pandas", "pyarrow")
+# MLflow's own variables for HTTP basic auth against a tracking server.
+ENV_USER, ENV_PASSWORD = "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"
+REMOTE_SCHEMES = ("http", "https")
+MAX_REASON_CHARS = 400
+
+
+class TrackingUnavailable(CliperError):
+    """The tracking server (or its database / artifact store) failed: worth a retry once it is back."""
+
+    exit_code = 3  # not 2: the same inputs succeed once the server is back, so retries make sense
 
 
 def resolve_uri(uri: str | None, root: Path) -> str:
-    """Tracking URI: env ``MLFLOW_TRACKING_URI`` > ``uri`` (params) > SQLite DB in ``root``."""
+    """Tracking URI: env ``MLFLOW_TRACKING_URI`` > ``uri`` (params) > SQLite DB in ``root``.
+
+    Raises:
+        CredentialInSettings: ``uri`` (from params.yaml, which is committed and logged) has a password.
+    """
+    refuse_password(uri, "params.yaml: tracking.uri",
+                    f"export {ENV_URI}=<uri without password> {ENV_USER}=... {ENV_PASSWORD}=...")
     env = os.environ.get(ENV_URI)
     if env:
         return env
@@ -64,10 +84,23 @@ def resolve_uri(uri: str | None, root: Path) -> str:
 
 
 def configure(uri: str) -> str:
-    """Point MLflow (fluent API and new clients) at ``uri``; returns it."""
-    mlflow.set_tracking_uri(uri)
-    logger.debug("MLflow tracking URI: %s", uri)
-    return uri
+    """Point MLflow (fluent API and new clients) at ``uri``; returns it without credentials.
+
+    A ``user:password@`` in the URI moves to ``MLFLOW_TRACKING_USERNAME`` / ``_PASSWORD`` of this
+    process (unless already set), so MLflow authenticates with it but never prints or records it.
+    """
+    clean, user, password = split_credentials(uri)
+    for key, value in ((ENV_USER, user), (ENV_PASSWORD, password)):
+        if value is not None:
+            os.environ.setdefault(key, value)
+    mlflow.set_tracking_uri(clean)
+    logger.debug("MLflow tracking URI: %s", clean)
+    return clean
+
+
+def is_remote(uri: str) -> bool:
+    """True for a tracking server over HTTP(S)."""
+    return uri.split(":", 1)[0].lower() in REMOTE_SCHEMES
 
 
 def is_local(uri: str) -> bool:
@@ -291,8 +324,18 @@ def log_and_register(params: Params, root: Path, eval_metrics: dict[str, Any]) -
         ``run_id``, ``experiment``, ``experiment_id``, ``model_name``, ``model_version``,
         ``model_uri``, ``tracking_uri``, ``run_url``, ``ui_command``.
     """
-    root = Path(root)
     uri = configure(resolve_uri(params.tracking.uri, root))
+    try:
+        return _log_and_register(params, Path(root), eval_metrics, uri)
+    except (MlflowException, requests.RequestException) as exc:
+        reason = redact(" ".join(str(exc).split()))[:MAX_REASON_CHARS]
+        raise TrackingUnavailable(
+            f"MLflow tracking server {redact(uri)} failed while logging the run: {reason}; check that "
+            f"the server, its database and its artifact store are up (the URI comes from {ENV_URI} or "
+            "params.yaml: tracking.uri), then rerun the stage (dvc repro)") from exc
+
+
+def _log_and_register(params: Params, root: Path, eval_metrics: dict[str, Any], uri: str) -> dict[str, Any]:
     model_dir = root / params.train.out_dir
     experiment = experiment_name(params)
     experiment_id = ensure_experiment(experiment, root, uri)
@@ -319,8 +362,10 @@ def log_and_register(params: Params, root: Path, eval_metrics: dict[str, Any]) -
     result = {
         "run_id": run.info.run_id, "experiment": experiment, "experiment_id": experiment_id,
         "model_name": name, "model_version": version, "model_uri": f"models:/{name}/{version}",
-        "tracking_uri": uri, "run_url": f"{UI_URL}/#/experiments/{experiment_id}/runs/{run.info.run_id}",
-        "ui_command": f"mlflow ui --backend-store-uri {uri}",
+        "tracking_uri": uri,
+        "run_url": f"{uri.rstrip('/') if is_remote(uri) else UI_URL}/#/experiments/{experiment_id}/runs/"
+                   f"{run.info.run_id}",
+        "ui_command": f"open {uri}" if is_remote(uri) else f"mlflow ui --backend-store-uri {uri}",
     }
     logger.info("MLflow run %s; registered %s v%s as challenger", run.info.run_id, name, version)
     return result
