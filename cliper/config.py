@@ -23,6 +23,7 @@ import yaml
 from cliper.config_bounds import check_bounds
 from cliper.config_clip import AdaptConfig, ClipConfig, ExtractConfig  # noqa: F401 - re-exported
 from cliper.config_fetch import FetchConfig
+from cliper.config_scale import DistributedConfig
 
 PARAMS_FILE = "params.yaml"
 
@@ -160,6 +161,7 @@ class TrainConfig:
     out_dir: str = "models/recommender"
     reports_dir: str = "reports/train"
     cache_dir: str = ".cache/cliper/train"  # per-run checkpoints (resume after a kill)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)  # torchrun / DDP
 
 
 @dataclass(frozen=True)

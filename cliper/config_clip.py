@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from cliper.config_scale import ShardConfig
+
 
 @dataclass(frozen=True)
 class AdaptConfig:
@@ -38,6 +40,7 @@ class ExtractConfig:
     dtype: Literal["float32", "float16"] = "float32"
     out_dir: str = "data/features"
     cache_dir: str = ".cache/cliper/extract"
+    shards: ShardConfig = field(default_factory=ShardConfig)  # Dask sharding (cliper/config_scale.py)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,11 +126,22 @@ def _batches(n: int, size: int) -> list[range]:
     return [range(s, min(s + size, n)) for s in range(0, n, size)]
 
 
-def _encode_text_shards(
-    loaded: LoadedClip, plan: TextPlan, cache: Path, batch_size: int, on_shard: ShardCallback | None
-) -> np.ndarray:
-    batches = _batches(len(plan.chunks), batch_size)
-    todo = [k for k in range(len(batches)) if not (cache / f"text_{k:05d}.npy").exists()]
+def text_batches(plan: TextPlan, batch_size: int) -> list[range]:
+    """Chunk indices of each text batch (the batch files ``text_#####.npy``)."""
+    return _batches(len(plan.chunks), batch_size)
+
+
+def encode_text_batches(
+    loaded: LoadedClip,
+    plan: TextPlan,
+    cache: Path,
+    batch_size: int,
+    indices: Iterable[int],
+    on_shard: ShardCallback | None = None,
+) -> int:
+    """Encode the text batches ``indices`` whose files are missing; returns how many it encoded."""
+    batches = text_batches(plan, batch_size)
+    todo = [k for k in indices if not (cache / f"text_{k:05d}.npy").exists()]
     with torch.inference_mode(), loaded.autocast():
         for k in tqdm(todo, desc="encode text", unit="batch", leave=False):
             seqs = [plan.chunks[i] for i in batches[k]]
@@ -138,19 +149,34 @@ def _encode_text_shards(
             write_npy(cache / f"text_{k:05d}.npy", emb.float().cpu().numpy())
             if on_shard is not None:
                 on_shard("text", k)
-    return np.concatenate([np.load(cache / f"text_{k:05d}.npy") for k in range(len(batches))])
+    return len(todo)
 
 
-def _encode_image_shards(
+def _encode_text_shards(
+    loaded: LoadedClip, plan: TextPlan, cache: Path, batch_size: int, on_shard: ShardCallback | None
+) -> np.ndarray:
+    n = len(text_batches(plan, batch_size))
+    encode_text_batches(loaded, plan, cache, batch_size, range(n), on_shard)
+    return np.concatenate([np.load(cache / f"text_{k:05d}.npy") for k in range(n)])
+
+
+def image_batches(n_items: int, batch_size: int) -> list[range]:
+    """Item indices of each image batch (the batch files ``image_#####.npy``)."""
+    return _batches(n_items, batch_size)
+
+
+def encode_image_batches(
     loaded: LoadedClip,
     paths: list[Path | None],
     cache: Path,
     batch_size: int,
     num_workers: int,
-    on_shard: ShardCallback | None,
-) -> np.ndarray:
-    batches = _batches(len(paths), batch_size)
-    todo = [k for k in range(len(batches)) if not (cache / f"image_{k:05d}.npy").exists()]
+    indices: Iterable[int],
+    on_shard: ShardCallback | None = None,
+) -> int:
+    """Encode the image batches ``indices`` whose files are missing; returns how many it encoded."""
+    batches = image_batches(len(paths), batch_size)
+    todo = [k for k in indices if not (cache / f"image_{k:05d}.npy").exists()]
     if todo:
         loader = torch.utils.data.DataLoader(
             ImageDataset(paths, loaded.preprocess),
@@ -166,7 +192,20 @@ def _encode_image_shards(
                 write_npy(cache / f"image_{k:05d}.npy", emb.float().cpu().numpy())
                 if on_shard is not None:
                     on_shard("image", k)
-    return np.concatenate([np.load(cache / f"image_{k:05d}.npy") for k in range(len(batches))])
+    return len(todo)
+
+
+def _encode_image_shards(
+    loaded: LoadedClip,
+    paths: list[Path | None],
+    cache: Path,
+    batch_size: int,
+    num_workers: int,
+    on_shard: ShardCallback | None,
+) -> np.ndarray:
+    n = len(image_batches(len(paths), batch_size))
+    encode_image_batches(loaded, paths, cache, batch_size, num_workers, range(n), on_shard)
+    return np.concatenate([np.load(cache / f"image_{k:05d}.npy") for k in range(n)])
 
 
 def extract_features(

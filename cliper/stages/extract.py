@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from cliper.clip.extract import ShardCallback, cache_key, extract_features
-from cliper.clip.load import load_clip
+from cliper.clip.load import LoadedClip, load_clip
 from cliper.config import Params, to_dict
 from cliper.errors import CliperError, DataError
 from cliper.features import IMAGE_FILE, META_FILE, TEXT_FILE
@@ -64,13 +65,27 @@ def inputs_digest(ordered: pd.DataFrame, manifest: pd.DataFrame, paths: list[Pat
     return digest.hexdigest()
 
 
-def run(params: Params, root: Path, on_shard: ShardCallback | None = None) -> StageResult:
-    """Extract features; ``on_shard(kind, index)`` is called after each shard (tests interrupt here)."""
+@dataclass(frozen=True)
+class ExtractSetup:
+    """What both the stage and a shard worker derive from the params: inputs, model, cache folder."""
+
+    loaded: LoadedClip
+    ordered: pd.DataFrame
+    manifest: pd.DataFrame
+    paths: list[Path | None]
+    views: list[str]
+    prefixes: dict[str, str]
+    key: str
+    cache: Path
+
+
+def prepare(params: Params, root: Path, device: str | None = None) -> ExtractSetup:
+    """Read the inputs, load the adapted model (on ``device``, default ``clip.device``), name the cache."""
     clip, cfg = params.clip, params.clip.extract
     views = list(params.preprocess.views)
     ordered, manifest = read_outputs(params, root)
     info, checkpoint = read_model_info(params, root)
-    loaded = load_clip(clip.model, str(checkpoint), clip.precision, clip.device, root)
+    loaded = load_clip(clip.model, str(checkpoint), clip.precision, device or clip.device, root)
     if loaded.sha256 != info.get("sha256"):
         raise CliperError(f"{checkpoint}: sha256 differs from {MODEL_JSON}; rerun the adapt stage")
     paths = manifest_paths(manifest, root)
@@ -83,13 +98,29 @@ def run(params: Params, root: Path, on_shard: ShardCallback | None = None) -> St
         views,
         inputs_digest(ordered, manifest, paths),
     )
-    cache = root / cfg.cache_dir / key
     prefixes = {v: view_prefix(v, params.preprocess) for v in views}
+    return ExtractSetup(loaded, ordered, manifest, paths, views, prefixes, key, root / cfg.cache_dir / key)
+
+
+def run(params: Params, root: Path, on_shard: ShardCallback | None = None) -> StageResult:
+    """Extract features; ``on_shard(kind, index)`` is called after each shard (tests interrupt here).
+
+    With ``clip.extract.shards.n_shards >= 1`` the batches are first encoded by the shard executor
+    (:mod:`cliper.stages.extract_shards`); the arrays are then assembled from the same batch files.
+    """
+    clip, cfg = params.clip, params.clip.extract
+    setup = prepare(params, root)
+    loaded, manifest, views, key, cache = setup.loaded, setup.manifest, setup.views, setup.key, setup.cache
+    shard_metrics: dict[str, int] = {}
+    if cfg.shards.n_shards:
+        from cliper.stages.extract_shards import run_shards  # imports this module (prepare)
+
+        shard_metrics = run_shards(params, root, setup)
     text, image = extract_features(
         loaded,
-        ordered,
+        setup.ordered,
         views,
-        prefixes,
+        setup.prefixes,
         manifest,
         root,
         cache,
@@ -134,5 +165,5 @@ def run(params: Params, root: Path, on_shard: ShardCallback | None = None) -> St
     return StageResult(
         "extract",
         {n: str(out / n) for n in (TEXT_FILE, IMAGE_FILE, META_FILE)},
-        {"n_items": len(manifest), "n_views": len(views), "dim": loaded.embed_dim},
+        {"n_items": len(manifest), "n_views": len(views), "dim": loaded.embed_dim, **shard_metrics},
     )
