@@ -11,6 +11,10 @@ class DataError(CliperError):
     """Input data that does not match what a stage expects (names file, line or field)."""
 
 
+class FileFormatError(DataError, ValueError):
+    """A file whose content cannot be parsed (names the file); a ValueError for older callers."""
+
+
 class ValidationFailed(CliperError):
     """The validate stage rejected the data; downstream stages must not run."""
 

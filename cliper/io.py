@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cliper.errors import OutputError
+from cliper.errors import FileFormatError, OutputError
 
 # A write that fails for want of space: ENOSPC (disk full), EDQUOT (quota), EFBIG (file-size limit).
 DISK_FULL_ERRNOS: tuple[int, ...] = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
@@ -135,8 +135,8 @@ def read_json(path: str | Path) -> Any:
     path = Path(path)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FileFormatError(f"{path}: not valid JSON ({exc}); rerun the stage that writes it") from exc
 
 
 def write_parquet(path: str | Path, df: pd.DataFrame) -> Path:

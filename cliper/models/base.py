@@ -240,7 +240,12 @@ class Recommender(nn.Module):
 
             fusion = build_fusion_from_spec(meta["fusion"], features)
         model = model_cls(data, meta["config"], features=features, fusion=fusion)
-        state = torch.load(directory / MODEL_FILE, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(directory / MODEL_FILE, map_location="cpu", weights_only=True)
+        except (RuntimeError, OSError, EOFError) as exc:  # truncated / corrupt file
+            raise ValueError(
+                f"{directory / MODEL_FILE}: cannot read the saved weights ({exc}); rerun the train stage"
+            ) from exc
         model.load_state_dict(state)
         model.eval()
         return model

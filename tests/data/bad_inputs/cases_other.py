@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -126,6 +127,48 @@ CHECKPOINT_CASES = [
         ("open_clip_pytorch_model.bin", "truncated or corrupt"),
     ),
 ]
+FEATURES, MODEL = "data/features", "models/recommender"
+FEATURE_MODEL_CASES = [  # the outputs of extract and train, damaged between stages
+    Case(
+        "features-meta-not-json",
+        "train",
+        lambda r: (r / FEATURES / "meta.json").write_text("{views"),
+        ("data/features/meta.json: not valid JSON", "rerun the stage that writes it"),
+    ),
+    Case(
+        "features-image-truncated",
+        "train",
+        partial(bad.truncate, rel=f"{FEATURES}/image.npy"),
+        ("image.npy: not a readable .npy array",),
+    ),
+    Case(
+        "features-nan",
+        "train",
+        partial(bad.edit_npy, rel=f"{FEATURES}/image.npy", change=bad.with_nan),
+        ("image.npy", "non-finite"),
+    ),
+    Case(
+        "features-too-few-items",
+        "train",
+        partial(bad.edit_npy, rel=f"{FEATURES}/image.npy", change=lambda a: a[:-1]),
+        ("image.npy", "7 items", "8 items"),
+    ),
+    Case(
+        "model-absent",
+        "evaluate",
+        lambda r: shutil.rmtree(r / MODEL),
+        ("no trained model", "run the train stage first"),
+    ),
+    Case(
+        "model-meta-not-json",
+        "evaluate",
+        lambda r: (r / MODEL / "train_meta.json").write_bytes(b"\xff\xfe"),
+        ("train_meta.json: not valid JSON",),
+    ),
+    Case(
+        "model-weights-truncated", "evaluate", partial(bad.truncate, rel=f"{MODEL}/model.pt"), ("model.pt",)
+    ),
+]
 BAD_PARAMS = [  # (stage, -S, fragments)
     ("train", "train.batch_size=-5", "'train.batch_size' is -5; allowed range: >= 1"),
     ("train", "train.batch_size=0", "'train.batch_size' is 0"),
@@ -143,6 +186,7 @@ BAD_PARAMS = [  # (stage, -S, fragments)
         "'validate.max_missing_image_share' is 2.0; allowed range: >= 0 and <= 1",
     ),
     ("evaluate", "evaluate.topk=[5, 0]", "'evaluate.topk[1]' is 0"),
+    ("train", "evaluate.topk=[5, 50]", "top-k 50 exceeds the number of items (8)"),
     ("train", "train.views=[title", "the value of 'train.views' is not valid YAML"),
     ("train", "train.bakbone=bpr", "unknown key 'train.bakbone'"),
     ("train", "train.epochs=many", "'train.epochs' must be an integer, got 'many'"),
@@ -221,4 +265,6 @@ INGESTED_CASES = [  # ingested tables edited by hand or written by another tool:
         ("'column': 'item_id'", "'max_value': "),
     ),
 ]
-OTHER_CASES = INGESTED_CASES + URL_TABLE_CASES + IMAGE_CASES + CHECKPOINT_CASES + PARAM_CASES
+OTHER_CASES = (
+    FEATURE_MODEL_CASES + INGESTED_CASES + URL_TABLE_CASES + IMAGE_CASES + CHECKPOINT_CASES + PARAM_CASES
+)

@@ -11,8 +11,10 @@ import io
 import json
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
@@ -181,3 +183,17 @@ def set_interaction(root: Path, row: int, column: str, value: object) -> None:
     inter[column] = inter[column].astype("float64" if isinstance(value, float) else inter[column].dtype)
     inter.loc[row, column] = value
     inter.to_parquet(path, index=False)
+
+
+def edit_npy(root: Path, rel: str, change: Callable[[np.ndarray], np.ndarray]) -> None:
+    path = root / rel
+    with open(path, "rb") as fh:
+        array = np.load(fh)
+    with open(path, "wb") as fh:
+        np.save(fh, change(array))
+
+
+def with_nan(array: np.ndarray) -> np.ndarray:
+    out = array.copy()
+    out.flat[0] = np.nan
+    return out
