@@ -1,27 +1,35 @@
-"""Training/evaluation speed on the real Baby interactions: seconds per epoch, per full ranking, peak memory.
+"""Training/evaluation speed on real Baby, cliper beside MMRec in one run: ratios with spread.
 
-For each backbone (default LightGCN and FREEDOM) and device (CPU, plus CUDA when available),
-a fresh process builds the model on the real Baby train split (19,445 users x 7,050 items) with
-random 768-d image and text-view features (5 views, attention fusion), runs ``--epochs``
-training epochs through :class:`cliper.train.Trainer` and ``--evals`` full-ranking valid
-evaluations, and reports the median seconds, the model build time and the peak memory (process
-max RSS; CUDA max allocated). Results: ``benchmarks/results/train_speed.json`` and ``.md``.
-Reference (MMRec on this 2-core CPU): LightGCN 3.96 s/epoch, FREEDOM 6.2 s/epoch with 768-d
-features, one full-ranking evaluation 2.3-2.9 s.
+For each backbone (FREEDOM, LightGCN, BPR, VBPR, BM3) and each round, two fresh processes run
+one after the other on the same machine: ``benchmarks/speed_cliper.py`` (cliper) and the MMRec
+reference ``../shared/reference/mmrec_run.py`` (a separate process with this venv's python; it is
+never imported). Both read ``baby.inter`` (19,445 users x 7,050 items, the MMRec split), get
+seeded random 768-d image and text features (cliper: five 768-d text views through the CLIPER
+attention fusion), the same model config values (cliper's defaults, passed to MMRec with
+``--set``), batch 2048, Adam lr 1e-3, evaluation batch 4096 users, and the same torch threads.
+Each side times the model constructor (adjacency and kNN graphs included), then per epoch one
+training epoch and one full-ranking valid evaluation. Peak RSS is each whole process's (os.wait4).
+
+The order of the two sides swaps every round (cliper first, then MMRec first, ...), and each
+round gives one ratio cliper / MMRec per figure; the report gives the median and the range over
+rounds, the load average before and after each process, and the busiest other processes.
+Results: ``benchmarks/results/train_speed.json`` and ``.md``.
 
 Usage::
 
-    nice python benchmarks/train.py --epochs 3 --evals 2
+    python benchmarks/train.py --rounds 2 --threads 1
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
+import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,144 +39,151 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from real_baby import DEFAULT_INTER, read_inter  # noqa: E402
+from real_baby import DEFAULT_INTER  # noqa: E402
+from speed_cliper import FEATURE_DIM, SEED  # noqa: E402
+from speed_report import FIGURES, markdown  # noqa: E402
 
 from cliper import io  # noqa: E402
-from cliper.config import FusionConfig  # noqa: E402
-from cliper.models import Features, InteractionData, build_model, get_model_class  # noqa: E402
-from cliper.train import Trainer, TrainSettings, seed_everything  # noqa: E402
+from cliper.models import resolve_config  # noqa: E402
+from cliper.train import TrainSettings  # noqa: E402
 
-FEATURE_DIM, N_VIEWS = 768, 5
-REFERENCE = {"lightgcn": 3.96, "freedom": 6.2}
+MMREC_RUNNER = REPO.parent / "shared" / "reference" / "mmrec_run.py"
+MMREC_NAMES = {"freedom": "FREEDOM", "lightgcn": "LightGCN", "bpr": "BPR", "vbpr": "VBPR", "bm3": "BM3"}
+DEFAULT_EPOCHS = {"freedom": 2, "lightgcn": 2, "bpr": 1, "vbpr": 1, "bm3": 1}
+KIB = 1024
+TOP_PROCESSES = 8
 
 
-def measure(name: str, device: str, inter: Path, epochs: int, evals: int) -> dict:
-    """Time one backbone on one device (run in a fresh process for a clean peak-memory figure)."""
-    splits = read_inter(inter)
-    data = InteractionData(splits.n_users, splits.n_items, splits.users["train"], splits.items["train"])
-    seed_everything(0)
-    features = fusion = None
-    if get_model_class(name).needs_features:
-        gen = torch.Generator().manual_seed(0)
-        features = Features(
-            torch.randn(data.n_items, FEATURE_DIM, generator=gen),
-            torch.randn(N_VIEWS, data.n_items, FEATURE_DIM, generator=gen),
-            tuple(f"view{i}" for i in range(N_VIEWS)),
-        )
-        from cliper.fusion import build_fusion
+def mmrec_overrides(name: str) -> list[str]:
+    """``--set`` arguments giving MMRec cliper's model config and trainer values."""
+    s = TrainSettings()
+    values = {
+        **resolve_config(name),
+        "learning_rate": s.learning_rate,
+        "train_batch_size": s.batch_size,
+        "eval_batch_size": s.batch_users,
+        "weight_decay": s.weight_decay,
+    }
+    return [arg for key, value in values.items() for arg in ("--set", f"{key}={json.dumps(value)}")]
 
-        fusion = build_fusion(FusionConfig(), N_VIEWS, FEATURE_DIM)
-    started = time.perf_counter()
-    model = build_model(name, data=data, features=features, fusion=fusion)
-    build_s = time.perf_counter() - started
-    settings = TrainSettings(device=device, progress=False)
-    trainer = Trainer(
-        model, data.train_users, data.train_items, data.n_items, splits.target("valid"), settings
+
+def side_command(side: str, name: str, inter: Path, epochs: int, threads: int) -> list[str]:
+    """The command line of one side."""
+    if side == "cliper":
+        script = REPO / "benchmarks" / "speed_cliper.py"
+        return [sys.executable, str(script), "--model", name, "--inter", str(inter), "--epochs", str(epochs),
+                "--threads", str(threads)]  # fmt: skip
+    return [sys.executable, str(MMREC_RUNNER), "--model", MMREC_NAMES[name], "--inter", str(inter),
+            "--epochs", str(epochs), "--threads", str(threads), "--feat-dim", str(FEATURE_DIM),
+            "--seed", str(SEED), *mmrec_overrides(name)]  # fmt: skip
+
+
+def run_side(cmd: list[str]) -> dict:
+    """Run one side; its JSON line plus the process's own peak RSS (os.wait4), wall time and load."""
+    load_before, started = os.getloadavg(), time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, cwd=REPO)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - started
+        out.seek(0), err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[1]} failed ({proc.returncode}): {stderr[-2000:]}")
+    result = json.loads(stdout.strip().splitlines()[-1])
+    result.update(
+        wall_s=wall,
+        peak_rss_mb=usage.ru_maxrss / KIB,
+        load_before=list(load_before),
+        load_after=list(os.getloadavg()),
     )
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    epoch_s, eval_s = [], []
-    for _ in range(epochs):
-        t = time.perf_counter()
-        trainer.train_epoch()
-        _sync(device)
-        epoch_s.append(time.perf_counter() - t)
-    for _ in range(evals):
-        t = time.perf_counter()
-        trainer.evaluate(trainer.valid)
-        _sync(device)
-        eval_s.append(time.perf_counter() - t)
+    return result
+
+
+def figures(result: dict) -> dict[str, float]:
+    """The four compared figures of one side's run."""
     return {
-        "model": name,
-        "device": device,
-        "threads": torch.get_num_threads(),
-        "build_seconds": build_s,
-        "seconds_per_epoch": statistics.median(epoch_s),
-        "epoch_seconds": epoch_s,
-        "seconds_per_eval": statistics.median(eval_s),
-        "eval_seconds": eval_s,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "cuda_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None,
-        "mmrec_reference_s_per_epoch_cpu": REFERENCE.get(name),
+        "epoch_s": statistics.median(result["epoch_seconds"]),
+        "eval_s": statistics.median(result["eval_seconds"]),
+        "build_s": result["build_seconds"],
+        "peak_rss_mb": result["peak_rss_mb"],
     }
 
 
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
+def summarise(runs: list[dict]) -> dict[str, dict]:
+    """Per model and figure: each side's median over rounds and the ratio's median/min/max."""
+    out: dict[str, dict] = {}
+    for name in dict.fromkeys(r["model"] for r in runs):
+        rounds = sorted({r["round"] for r in runs if r["model"] == name})
+        by = {(r["round"], r["side"]): figures(r["result"]) for r in runs if r["model"] == name}
+        entry = {}
+        for fig in FIGURES:
+            ratios = [by[(k, "cliper")][fig] / by[(k, "mmrec")][fig] for k in rounds]
+            entry[fig] = {
+                "cliper": statistics.median(by[(k, "cliper")][fig] for k in rounds),
+                "mmrec": statistics.median(by[(k, "mmrec")][fig] for k in rounds),
+                "ratio_median": statistics.median(ratios),
+                "ratio_min": min(ratios),
+                "ratio_max": max(ratios),
+                "ratios": ratios,
+            }
+        out[name] = entry
+    return out
 
 
-def markdown(rows: list[dict]) -> str:
-    """Result table."""
-    lines = [
-        "# Training speed on real Baby (768-d random features for FREEDOM)",
-        "",
-        "Written by `benchmarks/train.py`; medians over the measured epochs/evaluations.",
-        "",
-        "| model | device | threads | build s | s/epoch | s/full eval | peak RSS MB | CUDA peak MB "
-        "| MMRec s/epoch (CPU) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for r in rows:
-        cuda = f"{r['cuda_peak_mb']:.0f}" if r["cuda_peak_mb"] is not None else "—"
-        lines.append(
-            f"| {r['model']} | {r['device']} | {r['threads']} | {r['build_seconds']:.1f} | "
-            f"{r['seconds_per_epoch']:.2f} | {r['seconds_per_eval']:.2f} | {r['peak_rss_mb']:.0f} | {cuda} | "
-            f"{r['mmrec_reference_s_per_epoch_cpu'] or '—'} |"
-        )
-    return "\n".join(lines) + "\n"
+def other_processes(own: set[int]) -> list[str]:
+    """The busiest processes that are not this benchmark's (``ps``, by CPU share)."""
+    ps = subprocess.run(["ps", "-eo", "pid,pcpu,rss,args", "--sort=-pcpu"], capture_output=True, text=True)
+    rows = []
+    for line in ps.stdout.splitlines()[1:]:
+        pid, cpu, rss, args = line.split(None, 3)
+        if int(pid) not in own and float(cpu) > 0:
+            rows.append(f"{cpu}% cpu, {int(rss) // KIB} MB: {args[:100]}")
+    return rows[:TOP_PROCESSES]
 
 
 def main() -> None:
-    """Spawn one measurement process per (model, device); collect and write the results."""
+    """Run the rounds, write the JSON and the markdown report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["lightgcn", "freedom"])
-    parser.add_argument("--devices", nargs="+", default=None, help="default: cpu (+ cuda when available)")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--evals", type=int, default=2)
+    parser.add_argument("--models", nargs="+", default=list(MMREC_NAMES))
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=None, help="default: 2 FREEDOM/LightGCN, 1 else")
     parser.add_argument("--inter", type=Path, default=DEFAULT_INTER)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
-    parser.add_argument("--one", nargs=2, metavar=("MODEL", "DEVICE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.one:
-        print(json.dumps(measure(args.one[0], args.one[1], args.inter, args.epochs, args.evals)))
-        return
-    devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    rows = []
-    for name in args.models:
-        for device in devices:
-            cmd = [
-                sys.executable,
-                __file__,
-                "--one",
-                name,
-                device,
-                "--epochs",
-                str(args.epochs),
-                "--evals",
-                str(args.evals),
-                "--inter",
-                str(args.inter),
-            ]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-            rows.append(json.loads(out.strip().splitlines()[-1]))
-            print(json.dumps(rows[-1]), flush=True)
+    own = {os.getpid()}
     meta = {
         "inter": str(args.inter),
-        "epochs": args.epochs,
-        "evals": args.evals,
-        "cpu_count": __import__("os").cpu_count(),
-        "load_avg_at_end": list(__import__("os").getloadavg()),
-        "numpy": np.__version__,
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "cpu_count": os.cpu_count(),
+        "machine": platform.processor() or platform.machine(),
         "torch": torch.__version__,
+        "numpy": np.__version__,
+        "load_before": list(os.getloadavg()),
+        "other_processes_before": other_processes(own),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "gpu": "not measured (no GPU was lent)",
     }
-    io.write_json(args.out / "train_speed.json", {"meta": meta, "results": rows})
-    io.write_text(
-        args.out / "train_speed.md",
-        markdown(rows) + f"\nLoad average at the end: {meta['load_avg_at_end']}"
-        " (the 2-core machine was shared with other jobs; MMRec's reference was measured unloaded).\n",
+    runs = []
+    for name in args.models:
+        epochs = args.epochs or DEFAULT_EPOCHS[name]
+        for k in range(args.rounds):
+            order = ("cliper", "mmrec") if k % 2 == 0 else ("mmrec", "cliper")
+            for side in order:
+                result = run_side(side_command(side, name, args.inter, epochs, args.threads))
+                runs.append({"model": name, "round": k, "side": side, "result": result})
+                print(json.dumps({"model": name, "round": k, "side": side, **figures(result)}), flush=True)
+    meta.update(
+        load_after=list(os.getloadavg()),
+        other_processes_after=other_processes(own),
+        finished=time.strftime("%Y-%m-%d %H:%M:%S"),
     )
-    print(markdown(rows))
+    summary = summarise(runs)
+    io.write_json(args.out / "train_speed.json", {"meta": meta, "summary": summary, "runs": runs})
+    io.write_text(args.out / "train_speed.md", markdown(meta, summary, runs))
+    print(markdown(meta, summary, runs))
 
 
 if __name__ == "__main__":

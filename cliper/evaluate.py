@@ -195,9 +195,17 @@ def metrics_from_hits(hits: np.ndarray, pos_len: np.ndarray, topk: Sequence[int]
 
 @torch.no_grad()
 def rank_hits(
-    score_fn: ScoreFn, target: EvalTarget, max_k: int, batch_users: int, device: torch.device | str = "cpu"
+    score_fn: ScoreFn,
+    target: EvalTarget,
+    max_k: int,
+    batch_users: int,
+    device: torch.device | str = "cpu",
+    owns_scores: bool = False,
 ) -> np.ndarray:
     """Top-``max_k`` hit matrix ``[target.n_users, max_k]`` by full ranking, train items masked.
+
+    Memory: one ``[batch_users, n_items]`` score block at a time (no copy of it with
+    ``owns_scores``); hits are looked up per top-``max_k`` entry, not in a dense truth matrix.
 
     Args:
         score_fn: ``users (LongTensor) -> scores [len(users), n_items]`` (e.g. ``model.full_sort_predict``).
@@ -205,25 +213,26 @@ def rank_hits(
         max_k: largest cut-off.
         batch_users: users scored per call.
         device: where the user ids are sent.
+        owns_scores: ``score_fn`` returns a fresh tensor, so masking may write into it.
     """
     if max_k > target.n_items:
-        raise DataError(
-            f"top-k {max_k} exceeds the number of items ({target.n_items}); lower evaluate.topk and "
-            "evaluate.valid_metric to at most that"
-        )
+        raise ValueError(f"top-k {max_k} exceeds the number of items ({target.n_items})")
     out = np.zeros((target.n_users, max_k), dtype=bool)
     for start in range(0, target.n_users, batch_users):
         stop = min(start + batch_users, target.n_users)
         users = target.users[start:stop]
-        scores = score_fn(torch.as_tensor(users, device=device)).float().clone()
+        scores = score_fn(torch.as_tensor(users, device=device)).float()
+        if not owns_scores:
+            scores = scores.clone()
         rows, cols = expand_rows(target.mask_indptr, target.mask_items, users)
         dev = scores.device
         scores[torch.as_tensor(rows, device=dev), torch.as_tensor(cols, device=dev)] = -torch.inf
         top = torch.topk(scores, max_k, dim=1).indices
-        truth = torch.zeros_like(scores, dtype=torch.bool)
+        del scores
         t_rows, t_cols = expand_rows(target.target_indptr, target.target_items, np.arange(start, stop))
-        truth[torch.as_tensor(t_rows, device=dev), torch.as_tensor(t_cols, device=dev)] = True
-        out[start:stop] = torch.gather(truth, 1, top).cpu().numpy()
+        truth = torch.as_tensor(t_rows * target.n_items + t_cols, device=dev)  # (row, item) keys
+        keys = torch.arange(stop - start, device=dev)[:, None] * target.n_items + top
+        out[start:stop] = torch.isin(keys, truth).cpu().numpy()
     return out
 
 
@@ -233,11 +242,12 @@ def evaluate(
     topk: Sequence[int] = (5, 10, 20, 50),
     batch_users: int = 4096,
     device: torch.device | str = "cpu",
+    owns_scores: bool = False,
 ) -> dict[str, float]:
     """Full-ranking metrics of ``score_fn`` on ``target`` (see the module docstring)."""
     if target.n_users == 0:
         raise ValueError("nothing to evaluate: no user has a target item in this split/slice")
-    hits = rank_hits(score_fn, target, max(topk), batch_users, device)
+    hits = rank_hits(score_fn, target, max(topk), batch_users, device, owns_scores)
     return metrics_from_hits(hits, target.pos_len, topk)
 
 
@@ -249,6 +259,7 @@ def evaluate_model(
     model.eval()
     try:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        return evaluate(model.full_sort_predict, target, topk, batch_users, device)
+        # full_sort_predict returns a fresh product (Recommender.full_sort_predict), masked in place
+        return evaluate(model.full_sort_predict, target, topk, batch_users, device, owns_scores=True)
     finally:
         model.train(was_training)

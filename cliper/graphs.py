@@ -4,8 +4,9 @@
   (He et al., SIGIR 2020, eq. 7), as a ``torch.sparse`` tensor.
 * :func:`bipartite_edge_values` / :func:`bipartite_adjacency` - the same normalisation on an edge list,
   used by FREEDOM's degree-sensitive edge pruning, which rebuilds the graph every epoch.
-* :func:`knn_graph` - top-``k`` cosine neighbours per item (batched over row chunks, never the full
-  ``I x I`` matrix at once) with MMRec's ``compute_normalized_laplacian`` values.
+* :func:`knn_graph` - top-``k`` cosine neighbours per item (:mod:`cliper.knn`: blocks on and above the
+  diagonal of the symmetric similarity matrix, never the full ``I x I`` matrix at once)
+  with MMRec's ``compute_normalized_laplacian`` values.
 * :class:`GraphCache` - derived graphs keyed by a SHA-256 of the *content* that built them (feature
   bytes + parameters), in memory and optionally on disk under ``.cache/cliper/graphs/``. MMRec keys
   its file by ``knn_k`` and the image weight only, so new features silently reuse a stale graph; here
@@ -24,12 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from cliper import io
+from cliper import io, knn
 
 logger = logging.getLogger(__name__)
 
 DEGREE_EPS = 1e-7  # MMRec adds this to degrees before the inverse square root
-KNN_CHUNK_ROWS = 1024  # rows of the similarity matrix computed at once
+KNN_CHUNK_ROWS = knn.KNN_BLOCK  # side of the similarity blocks computed at once
 GRAPH_CACHE_SUBDIR = ".cache/cliper/graphs"
 GRAPH_FORMAT_VERSION = 1  # bump when the way a graph is built changes
 MEMORY_CACHE_ENTRIES = 8
@@ -105,10 +106,11 @@ def spmm(adj: torch.Tensor, x: torch.Tensor, adj_t: torch.Tensor | None = None) 
 
 def propagate_mean(adj: torch.Tensor, ego: torch.Tensor, n_layers: int) -> torch.Tensor:
     """LightGCN propagation over symmetric ``adj``: mean of ``[E, ÂE, Â²E, …]`` (eq. 8, α_k = 1/(K+1))."""
-    layers = [ego]
+    total, layer = ego, ego
     for _ in range(n_layers):
-        layers.append(spmm(adj, layers[-1]))
-    return torch.stack(layers, 0).mean(0)
+        layer = spmm(adj, layer)
+        total = total + layer  # a running sum, then / (K+1): the stacked mean, without the stack
+    return total / (n_layers + 1)
 
 
 # --------------------------------------------------------------------------- item kNN graphs
@@ -120,15 +122,9 @@ def knn_indices(features: torch.Tensor, k: int, chunk_rows: int = KNN_CHUNK_ROWS
     Args:
         features: ``[I, D]`` item features.
         k: neighbours per item (clipped to ``I``).
-        chunk_rows: rows of the similarity matrix held at once.
+        chunk_rows: side of the similarity blocks held at once (:func:`cliper.knn.topk_cosine`).
     """
-    x = features.float()
-    x = x / x.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
-    k = min(int(k), x.shape[0])
-    out = [
-        torch.topk(x[s : s + chunk_rows] @ x.T, k, dim=-1).indices for s in range(0, x.shape[0], chunk_rows)
-    ]
-    return torch.cat(out, 0)
+    return knn.topk_cosine(features, k, chunk_rows)
 
 
 def knn_graph(features: torch.Tensor, k: int, chunk_rows: int = KNN_CHUNK_ROWS) -> torch.Tensor:

@@ -93,6 +93,13 @@ class Features:
         )
 
 
+def rows(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """``table[ids]`` for a 1-d id tensor, as ``index_select``: the same rows and gradient, but the
+    backward is an ``index_add`` (advanced indexing's ``index_put`` accumulates serially on CPU and
+    was a third of the FREEDOM epoch)."""
+    return table.index_select(0, ids)
+
+
 def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
     """BPR loss -mean(log sigmoid(pos - neg)) (Rendle et al., UAI 2009, eq. 7)."""
     return -F.logsigmoid(pos_scores - neg_scores).mean()

@@ -25,12 +25,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cliper import graphs
 from cliper.fusion import Fusion
 from cliper.models import register
-from cliper.models.base import Features, InteractionData, bpr_loss
+from cliper.models.base import Features, InteractionData, bpr_loss, rows
 from cliper.models.multimodal import MultimodalRecommender
 
 
@@ -121,12 +122,19 @@ class FREEDOM(MultimodalRecommender):
     ) -> torch.Tensor:
         """BPR on the graph embeddings + ``reg_weight`` · modality BPR terms."""
         user_all, item_all = self.compute_embeddings()
-        u = user_all[users]
-        loss = bpr_loss((u * item_all[pos_items]).sum(-1), (u * item_all[neg_items]).sum(-1))
-        items = torch.cat([pos_items, neg_items])
-        n_pos = len(pos_items)
-        text = self.text_trs(self.text_features(items))
-        image = self.image_trs(self.image_features(items))
-        mf_t = bpr_loss((u * text[:n_pos]).sum(-1), (u * text[n_pos:]).sum(-1))
-        mf_v = bpr_loss((u * image[:n_pos]).sum(-1), (u * image[n_pos:]).sum(-1))
+        u = rows(user_all, users)
+        loss = bpr_loss((u * rows(item_all, pos_items)).sum(-1), (u * rows(item_all, neg_items)).sum(-1))
+        text, image = self.text_features, self.image_features
+        mf_t = _modality_bpr(u, self.text_trs, text(pos_items), text(neg_items))
+        mf_v = _modality_bpr(u, self.image_trs, image(pos_items), image(neg_items))
         return loss + self.reg_weight * (mf_t + mf_v)
+
+
+def _modality_bpr(u: torch.Tensor, trs: nn.Linear, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """``L_BPR(u, W p + b, W n + b)`` computed as ``-mean log σ(u · W (p - n))``.
+
+    The same loss and gradients (the bias cancels in the score difference, so its gradient is 0
+    either way); one projection of the batch's differences instead of two of its items halves the
+    projection's cost, the largest matrix product of the FREEDOM step.
+    """
+    return bpr_loss((u * F.linear(pos - neg, trs.weight)).sum(-1), torch.zeros((), device=u.device))

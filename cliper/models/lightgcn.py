@@ -16,7 +16,7 @@ from torch import nn
 
 from cliper import graphs
 from cliper.models import register
-from cliper.models.base import Features, InteractionData, Recommender, bpr_loss, emb_norm_loss
+from cliper.models.base import Features, InteractionData, Recommender, bpr_loss, emb_norm_loss, rows
 
 
 @register
@@ -53,7 +53,8 @@ class LightGCN(Recommender):
     ) -> torch.Tensor:
         """BPR on propagated embeddings + ``reg_weight`` · EmbLoss on the ego embeddings."""
         user_all, item_all = self.compute_embeddings()
-        u, p, n = user_all[users], item_all[pos_items], item_all[neg_items]
+        u, p, n = rows(user_all, users), rows(item_all, pos_items), rows(item_all, neg_items)
         loss = bpr_loss((u * p).sum(-1), (u * n).sum(-1))
-        reg = emb_norm_loss(self.user_emb[users], self.item_emb[pos_items], self.item_emb[neg_items])
+        ego = (rows(self.user_emb, users), rows(self.item_emb, pos_items), rows(self.item_emb, neg_items))
+        reg = emb_norm_loss(*ego)
         return loss + self.reg_weight * reg

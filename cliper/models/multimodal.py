@@ -51,7 +51,14 @@ class MultimodalRecommender(Recommender):
         image = features.image.detach().float()
         views = features.text_views.detach().float()
         # Fixed text matrix for structures built once (FREEDOM's kNN graph); see frozen_text_features.
-        self.register_buffer("text_static", frozen_text_features(self.fusion, views, image), persistent=False)
+        # A parameter-free fusion is run once for both its output and its weights.
+        weights = None
+        if self.fusion.learnable:
+            static = frozen_text_features(self.fusion, views, image)
+        else:
+            with torch.no_grad():
+                static, weights = self.fusion(views, image)
+        self.register_buffer("text_static", static, persistent=False)
         self.image_table = _table(image, trainable_features)
         if self.fusion.learnable:
             self.register_buffer("text_views", views, persistent=False)
@@ -60,8 +67,6 @@ class MultimodalRecommender(Recommender):
             self._static_weights = None
         else:
             self.text_table = _table(self.text_static.clone(), trainable_features)
-            with torch.no_grad():
-                weights = self.fusion(views, image)[1]
             self._static_weights = None if weights is None else weights.cpu().numpy()
 
     @property
@@ -76,12 +81,12 @@ class MultimodalRecommender(Recommender):
 
     def image_features(self, items: torch.Tensor | None = None) -> torch.Tensor:
         """``v_feat`` rows of ``items`` (all items when ``None``)."""
-        return self.image_table if items is None else self.image_table[items]
+        return self.image_table if items is None else self.image_table.index_select(0, items)
 
     def text_features(self, items: torch.Tensor | None = None) -> torch.Tensor:
         """``t_feat`` rows of ``items``; runs a learnable fusion on just those items."""
         if self.text_table is not None:
-            return self.text_table if items is None else self.text_table[items]
+            return self.text_table if items is None else self.text_table.index_select(0, items)
         if items is None:
             return self.fusion(self.text_views, self.image_raw)[0]
         return self.fusion(self.text_views[:, items], self.image_raw[items])[0]

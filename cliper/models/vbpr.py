@@ -17,7 +17,7 @@ from torch import nn
 
 from cliper.fusion import Fusion
 from cliper.models import register
-from cliper.models.base import Features, InteractionData, bpr_loss, emb_norm_loss
+from cliper.models.base import Features, InteractionData, bpr_loss, emb_norm_loss, rows
 from cliper.models.multimodal import MultimodalRecommender
 
 
@@ -46,7 +46,7 @@ class VBPR(MultimodalRecommender):
     def item_factors(self, items: torch.Tensor | None = None) -> torch.Tensor:
         """``[γ_i ; E [t_i ; v_i]]`` for ``items`` (all when ``None``)."""
         raw = torch.cat([self.text_features(items), self.image_features(items)], -1)
-        gamma = self.i_embedding if items is None else self.i_embedding[items]
+        gamma = self.i_embedding if items is None else rows(self.i_embedding, items)
         return torch.cat([gamma, self.item_linear(raw)], -1)
 
     def compute_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,6 +59,7 @@ class VBPR(MultimodalRecommender):
         """BPR + ``reg_weight`` · EmbLoss (item factors computed for the batch items only)."""
         items = torch.cat([pos_items, neg_items])
         factors = self.item_factors(items)
-        user_e, pos_e, neg_e = self.u_embedding[users], factors[: len(pos_items)], factors[len(pos_items) :]
+        user_e = rows(self.u_embedding, users)
+        pos_e, neg_e = factors[: len(pos_items)], factors[len(pos_items) :]
         loss = bpr_loss((user_e * pos_e).sum(-1), (user_e * neg_e).sum(-1))
         return loss + self.reg_weight * emb_norm_loss(user_e, pos_e, neg_e)
