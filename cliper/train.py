@@ -35,7 +35,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from cliper import io
+from cliper import distributed, io
+from cliper.config_scale import DistributedConfig
 from cliper.errors import CliperError
 from cliper.evaluate import EvalTarget, evaluate_model
 from cliper.sampling import NegativeSampler
@@ -46,6 +47,8 @@ CHECKPOINT_FILE = "checkpoint.pt"
 # Part of every checkpoint folder's hash: bump it when a change alters training numerics, so old
 # checkpoints are not resumed by new code (2: fused Adam).
 TRAINER_VERSION = 2
+# What rank 0 decides after each evaluation and broadcasts to the other ranks.
+DECISION_FIELDS = ("best_score", "best_epoch", "best_valid", "bad_evals", "finished")
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,9 @@ class TrainSettings:
     valid_metric: str = "recall@20"
     batch_users: int = 4096
     progress: bool = True
+    # torchrun / DDP (cliper.distributed); world_size is part of the checkpoint hash
+    distributed: DistributedConfig = DistributedConfig()
+    world_size: int = 1
 
 
 @dataclass
@@ -153,8 +159,9 @@ class Trainer:
         if valid.n_users == 0:
             raise CliperError("the valid split has no users with items: early stopping needs a valid split")
         self.settings = settings
-        self.device = resolve_device(settings.device)
+        self.dist, self.device = distributed.setup(settings.distributed, resolve_device(settings.device))
         self.model = model.to(self.device)
+        self.loss_fn = distributed.loss_function(self.model, self.dist, self.device)
         self.users = np.asarray(train_users, dtype=np.int64)
         self.items = np.asarray(train_items, dtype=np.int64)
         self.sampler = NegativeSampler(n_items, self.users, self.items)
@@ -168,7 +175,7 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> None:
         """Write the full training state atomically (temp file + rename)."""
-        if self.checkpoint is None:
+        if self.checkpoint is None or not self.dist.is_main:  # rank 0 writes, every rank reads
             return
         payload = {
             "model": self.model.state_dict(),
@@ -205,10 +212,10 @@ class Trainer:
         neg = self.sampler.sample(users, self.rng)
         tensors = [torch.as_tensor(a, device=self.device) for a in (users, pos, neg)]
         total, n_batches = 0.0, 0
-        for start in range(0, len(users), self.settings.batch_size):
-            batch = [t[start : start + self.settings.batch_size] for t in tensors]
+        for part in distributed.batch_slices(len(users), self.settings.batch_size, self.dist):
+            batch = [t[part] for t in tensors]
             self.optimizer.zero_grad(set_to_none=True)
-            loss = self.model.calculate_loss(*batch)
+            loss = self.loss_fn(*batch)
             if not torch.isfinite(loss):
                 raise CliperError(
                     f"training loss became {loss.item()} at epoch {self.state.epoch}, batch {n_batches}; "
@@ -218,12 +225,13 @@ class Trainer:
             self.optimizer.step()
             total += float(loss.detach())
             n_batches += 1
-        return total / max(n_batches, 1)
+        return distributed.mean_over_ranks(total, n_batches, self.dist)
 
     def evaluate(self, target: EvalTarget) -> dict[str, float]:
-        """Full-ranking metrics on ``target`` with the current weights."""
+        """Full-ranking metrics on ``target`` with the current weights (rank 0 computes, all receive)."""
         s = self.settings
-        return evaluate_model(self.model, target, s.topk, s.batch_users)
+        metrics = evaluate_model(self.model, target, s.topk, s.batch_users) if self.dist.is_main else None
+        return distributed.broadcast(metrics, self.dist)
 
     def _after_eval(self, epoch: int, valid: dict[str, float]) -> None:
         score = valid[self.settings.valid_metric]
@@ -276,7 +284,9 @@ class Trainer:
             if (epoch + 1) % s.eval_every == 0 or epoch + 1 == s.epochs:
                 valid = self.evaluate(self.valid)
                 record.update({f"valid_{k}": v for k, v in valid.items()})
-                self._after_eval(epoch, valid)
+                if self.dist.is_main:  # early stopping decided once, on rank 0, then broadcast
+                    self._after_eval(epoch, valid)
+                distributed.broadcast_fields(self.state, DECISION_FIELDS, self.dist)
             self.state.history.append(record)
             self.state.epoch = epoch + 1
             self.state.finished = self.state.finished or self.state.epoch >= s.epochs

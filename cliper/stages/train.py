@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cliper import io, plots
+from cliper import distributed, io, plots
 from cliper.config import Params, TrainConfig, to_dict
 from cliper.errors import CliperError
 from cliper.evaluate import Splits
@@ -66,6 +66,8 @@ def settings_from(params: Params) -> TrainSettings:
         valid_metric=e.valid_metric,
         batch_users=e.batch_users,
         progress=t.progress,
+        distributed=t.distributed,
+        world_size=distributed.world_size(t.distributed),
     )
 
 
@@ -193,7 +195,17 @@ def _write_reports(
 
 
 def run(params: Params, root: Path) -> StageResult:
-    """Train the configured backbone (grid chosen on valid) and write model + reports."""
+    """Train the configured backbone (grid chosen on valid) and write model + reports.
+
+    Under ``torchrun`` every rank trains (:mod:`cliper.distributed`) and only rank 0 writes.
+    """
+    try:
+        return _run(params, root)
+    finally:
+        distributed.finish()
+
+
+def _run(params: Params, root: Path) -> StageResult:
     t = params.train
     configure_cache(root / t.cache_dir / "graphs")  # item kNN graphs keyed by feature+param hash
     inputs = load_inputs(params, root)
@@ -217,6 +229,8 @@ def run(params: Params, root: Path) -> StageResult:
         cache_dir=root / t.cache_dir,
         cache_key=key,
     )
+    if not distributed.is_main():
+        return StageResult(stage="train", outputs={}, metrics={})
     chosen = result.points[result.best_index]
     state = result.trainer.state
     metrics = {
