@@ -6,7 +6,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 PREFECT_API ?= http://127.0.0.1:4200/api
 
-.PHONY: install demo test lint ui-mlflow ui-prefect serve-deployment clean
+.PHONY: install demo test lint ui-mlflow ui-prefect serve-deployment team-stack clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ test: install
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check cliper tasks flows tests benchmarks
+	$(BIN)/ruff check cliper tasks flows teamstack tests benchmarks
 
 # Long-running helpers (each blocks; open a second terminal for the next one).
 ui-mlflow: install      ## MLflow UI on http://127.0.0.1:5000 (runs, metrics, registered models)
@@ -36,6 +36,9 @@ ui-prefect: install     ## Prefect server + UI on http://127.0.0.1:4200 (its dat
 
 serve-deployment: install   ## the scheduled `cliper-pipeline` deployment (needs ui-prefect running)
 	PATH=$(CURDIR)/$(BIN):$$PATH PREFECT_API_URL=$(PREFECT_API) $(BIN)/python -m flows.serve
+
+team-stack: install     ## local PostgreSQL + S3 + MLflow + Prefect servers (README: Team setup); Ctrl-C stops
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m teamstack up
 
 clean:
 	rm -rf data models reports .cache mlflow.db mlartifacts
