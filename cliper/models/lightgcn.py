@@ -42,18 +42,22 @@ class LightGCN(Recommender):
         adj = graphs.normalized_adjacency(data.train_users, data.train_items, self.n_users, self.n_items)
         self.register_buffer("norm_adj", adj, persistent=False)
 
+    def _propagated(self) -> torch.Tensor:
+        """Layer mean of the propagated embeddings ``[U + I, d]`` (users first)."""
+        ego = torch.cat([self.user_emb, self.item_emb], 0)
+        return graphs.propagate_mean(self.norm_adj, ego, self.n_layers)
+
     def compute_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Layer mean of the propagated embeddings, split into users and items."""
-        ego = torch.cat([self.user_emb, self.item_emb], 0)
-        out = graphs.propagate_mean(self.norm_adj, ego, self.n_layers)
+        out = self._propagated()
         return out[: self.n_users], out[self.n_users :]
 
     def calculate_loss(
         self, users: torch.Tensor, pos_items: torch.Tensor, neg_items: torch.Tensor
     ) -> torch.Tensor:
         """BPR on propagated embeddings + ``reg_weight`` · EmbLoss on the ego embeddings."""
-        user_all, item_all = self.compute_embeddings()
-        u, p, n = rows(user_all, users), rows(item_all, pos_items), rows(item_all, neg_items)
+        out = self._propagated()  # rows gathered from the whole table: no zero-filled slice gradients
+        u, p, n = rows(out, users), rows(out, pos_items + self.n_users), rows(out, neg_items + self.n_users)
         loss = bpr_loss((u * p).sum(-1), (u * n).sum(-1))
         ego = (rows(self.user_emb, users), rows(self.item_emb, pos_items), rows(self.item_emb, neg_items))
         reg = emb_norm_loss(*ego)
