@@ -12,10 +12,8 @@ password in the tracking URI's user info, the S3 keys), so the secrets test can 
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -25,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from tasks.dvc import stop_process_group
 from teamstack.servers import venv_env
 from teamstack.stack import TeamStack
 from tests.conftest import REPO_ROOT, make_project, tiny_params
@@ -135,12 +134,7 @@ def team_run(team_stack: TeamStack, team_env: dict[str, str], tmp_path_factory) 
         flow_run_id = re.search(r"UUID:\s*([0-9a-f-]{36})", started.stdout).group(1)
         flow_run = _wait_flow_run(team_stack.prefect_api, flow_run_id, log)
     finally:
-        os.killpg(serve.pid, signal.SIGINT)
-        try:
-            serve.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(serve.pid, signal.SIGKILL)
-            serve.wait()
+        stop_process_group(serve)
     assert flow_run["state_type"] == "COMPLETED", log.read_text(errors="replace")[-4000:]
     git_commit_all(project, team_env, "pipeline outputs")
     known = {"aws_secret": team_env["AWS_SECRET_ACCESS_KEY"], "aws_key": team_env["AWS_ACCESS_KEY_ID"],
