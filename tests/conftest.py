@@ -68,6 +68,39 @@ def make_project(dest: Path, params: dict) -> Path:
     return dest
 
 
+def write_item_catalog(root: Path, n_items: int, seed: int = 0) -> None:
+    """``data/ingested/items.parquet`` + random JPEGs for ``n_items`` toy items (extraction tests).
+
+    Brands repeat (deduplicated prompts), item 2 has a description longer than the text context
+    (several chunks).
+    """
+    import json
+
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    (root / "img").mkdir()
+    rows = []
+    for i in range(n_items):
+        Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(root / "img" / f"{i}.jpg")
+        rows.append(
+            {
+                "item_id": i,
+                "asin": f"B{i}",
+                "title": f"Toy number {i}",
+                "brand": "Acme" if i % 3 else None,
+                "description": "soft " * (150 if i == 2 else 3),
+                "price": 1.0,
+                "categories": json.dumps([["Baby", "Toys"]]),
+                "image_path": f"img/{i}.jpg",
+            }
+        )
+    (root / "data" / "ingested").mkdir(parents=True)
+    pd.DataFrame(rows).to_parquet(root / "data" / "ingested" / "items.parquet")
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT

@@ -16,12 +16,11 @@ import threading
 import time
 
 import numpy as np
-import pandas as pd
 import pytest
-from PIL import Image
 
 from cliper.config import load_params
 from cliper.stages import run_stage
+from tests.conftest import write_item_catalog
 
 N_ITEMS = 16
 BATCH = 2  # many small batches: shards last long enough to be killed half-way
@@ -49,25 +48,7 @@ def project(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the Dask workers (Nanny sets OMP_NUM_THREADS=1)
     root = tmp_path_factory.mktemp("shards")
-    rng = np.random.default_rng(1)
-    (root / "img").mkdir()
-    rows = []
-    for i in range(N_ITEMS):
-        Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(root / "img" / f"{i}.jpg")
-        rows.append(
-            {
-                "item_id": i,
-                "asin": f"B{i}",
-                "title": f"Rattle number {i}",
-                "brand": "Acme" if i % 3 else None,
-                "description": "soft " * (120 if i == 2 else 3),
-                "price": 1.0,
-                "categories": json.dumps([["Baby", "Toys"]]),
-                "image_path": f"img/{i}.jpg",
-            }
-        )
-    (root / "data" / "ingested").mkdir(parents=True)
-    pd.DataFrame(rows).to_parquet(root / "data" / "ingested" / "items.parquet")
+    write_item_catalog(root, N_ITEMS, seed=1)
     params = _params("single")
     for stage in ("preprocess", "adapt", "extract"):
         run_stage(stage, params, root)
@@ -113,13 +94,13 @@ def _slow_batch_writes(delay: float) -> None:  # runs inside each Dask worker
     ex.write_npy = slow
 
 
-def _kill_a_busy_worker(client, cache, killed: list[int]) -> None:
-    """Once some batch files exist, SIGKILL the worker process that is running a shard."""
-    deadline = time.monotonic() + 60
+def _kill_a_busy_worker(client, cache, n_shards: int, killed: list[int]) -> None:
+    """Once every shard has written a batch file, SIGKILL a worker process still running a shard."""
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not killed:
-        done = list(cache.glob("*/text_*.npy")) if cache.exists() else []
+        done = [int(f.stem.split("_")[1]) for f in cache.glob("*/text_*.npy")] if cache.exists() else []
         busy = [w for w, tasks in client.processing().items() if tasks]
-        if len(done) >= 2 and busy:
+        if {k % n_shards for k in done} == set(range(n_shards)) and busy:  # batch k is in shard k % n
             pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
@@ -139,11 +120,12 @@ def test_a_killed_worker_s_shard_is_redone_and_the_flow_completes_with_identical
     ):
         client.run(_slow_batch_writes, SLOW_WRITE_S)
         params = _params(
-            "killed", **{"clip.extract.shards.n_shards": 2, "clip.extract.shards.address": cluster.scheduler_address}
+            "killed",
+            **{"clip.extract.shards.n_shards": 2, "clip.extract.shards.address": cluster.scheduler_address},
         )
         killed: list[int] = []
         killer = threading.Thread(
-            target=_kill_a_busy_worker, args=(client, project / ".cache/extract_killed", killed)
+            target=_kill_a_busy_worker, args=(client, project / ".cache/extract_killed", 2, killed)
         )
         killer.start()
         result = run_stage("extract", params, project)

@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from cliper.clip.extract import combine_chunks, order_views, plan_text
 from cliper.clip.load import load_clip
@@ -18,6 +17,7 @@ from cliper.errors import DataError
 from cliper.io import sha256_array
 from cliper.stages import run_stage
 from cliper.views.prompts import BpeTokenizer
+from tests.conftest import write_item_catalog
 
 N_ITEMS = 14
 
@@ -40,26 +40,10 @@ def _params(**overrides):
 def project(tmp_path_factory):
     """A preprocessed + adapted (epochs 0) tiny project; tests copy nothing, they write features."""
     root = tmp_path_factory.mktemp("extract")
-    rng = np.random.default_rng(0)
-    (root / "img").mkdir()
-    rows = []
-    for i in range(N_ITEMS):
-        Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(root / "img" / f"{i}.jpg")
-        rows.append(
-            {
-                "item_id": i,
-                "asin": f"B{i}",
-                "title": f"Toy number {i}",
-                "brand": "Acme" if i % 3 else None,  # repeated prompts are deduplicated
-                "description": "soft " * (150 if i == 2 else 3),
-                "price": 1.0,
-                "categories": json.dumps([["Baby", "Toys"]]),
-                "image_path": f"img/{i}.jpg",
-            }
-        )
-    rows[4]["image_path"] = None
-    (root / "data" / "ingested").mkdir(parents=True)
-    pd.DataFrame(rows).to_parquet(root / "data" / "ingested" / "items.parquet")
+    write_item_catalog(root, N_ITEMS)
+    items = pd.read_parquet(root / "data" / "ingested" / "items.parquet")
+    items.loc[4, "image_path"] = None  # an item without an image gets the placeholder
+    items.to_parquet(root / "data" / "ingested" / "items.parquet")
     params = _params()
     run_stage("preprocess", params, root)
     run_stage("adapt", params, root)
