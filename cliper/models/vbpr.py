@@ -42,12 +42,28 @@ class VBPR(MultimodalRecommender):
         self.item_linear = nn.Linear(self.text_dim + self.image_dim, dim)
         nn.init.xavier_normal_(self.item_linear.weight)
         nn.init.zeros_(self.item_linear.bias)
+        # f_i = [t_i ; v_i] once, when both are fixed (parameter-free fusion), as MMRec's item_raw_features
+        raw = None if self.text_table is None else torch.cat([self.text_table, self.image_table], -1)
+        self.register_buffer("raw_static", raw, persistent=False)
+
+    def raw_features(self, items: torch.Tensor) -> torch.Tensor:
+        """``f_i = [t_i ; v_i]`` rows of ``items``."""
+        if self.raw_static is not None:
+            return rows(self.raw_static, items)
+        return torch.cat([self.text_features(items), self.image_features(items)], -1)
 
     def item_factors(self, items: torch.Tensor | None = None) -> torch.Tensor:
-        """``[γ_i ; E [t_i ; v_i]]`` for ``items`` (all when ``None``)."""
-        raw = torch.cat([self.text_features(items), self.image_features(items)], -1)
-        gamma = self.i_embedding if items is None else rows(self.i_embedding, items)
-        return torch.cat([gamma, self.item_linear(raw)], -1)
+        """``[γ_i ; E f_i]`` for ``items`` (all when ``None``).
+
+        ``E f_i`` is row-wise, so it is computed once per distinct item of the batch and gathered
+        back (a batch's positives and negatives repeat items): the same values, fewer products.
+        """
+        if items is None:
+            all_items = torch.arange(self.n_items, device=self.i_embedding.device)
+            return torch.cat([self.i_embedding, self.item_linear(self.raw_features(all_items))], -1)
+        distinct, inverse = torch.unique(items, return_inverse=True)
+        projected = rows(self.item_linear(self.raw_features(distinct)), inverse)
+        return torch.cat([rows(self.i_embedding, items), projected], -1)
 
     def compute_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         """User factors and all item factors."""
