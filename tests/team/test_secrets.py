@@ -2,9 +2,10 @@
 
 The deployment run had the S3 keys and an MLflow password (in the tracking URI's user info) in
 its environment, and the servers a PostgreSQL password. None of them may appear in the project's
-committed files (params.yaml, dvc.yaml, dvc.lock, .dvc/config), the reports (metrics, mlflow.json), the
-served deployment's log (flow, task and stage output), the Prefect logs and artifacts of the
-run, the MLflow run's params and tags, the model version's tags, or any object in the bucket.
+committed files (params.yaml, dvc.yaml, dvc.lock, .dvc/config), the reports (metrics,
+mlflow.json), the served deployment's log (flow, task and stage output), both servers' logs,
+the Prefect logs and artifacts of the run, the MLflow run's params and tags, the model version's
+tags, or any object in the bucket.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ def test_no_credential_is_recorded_anywhere(team_run: TeamRun, team_stack) -> No
     places = {f"file {name}": (root / name).read_text(errors="replace") for name in tracked + reports
               if name.startswith(("params", "dvc", ".dvc/", "reports/"))}
     places["deployment log"] = team_run.serve_log.read_text(errors="replace")
+    places["mlflow server log"] = team_stack.mlflow.log_text()  # after the PostgreSQL outage, if it ran
+    places["prefect server log"] = team_stack.prefect.log_text()
     places["prefect records"] = _prefect_records(team_stack.prefect_api, team_run.flow_run_id)
     places["mlflow params and tags"] = _mlflow_records(team_stack.mlflow_uri, team_run.mlflow_info)
     bucket = team_stack.settings.bucket
