@@ -29,7 +29,7 @@ from tests.conftest import make_project, tiny_params
 pytestmark = pytest.mark.slow
 
 # Absolute Recall@20 difference allowed between 2 processes and 1 (measured: 0 to 4 decimals; the
-# rest is float summation order and MMRec's batch-norm regulariser, which is not additive over ranks).
+# rest is float summation order and MMRec's EmbLoss (norms over the batch), not additive over ranks).
 RECALL_TOLERANCE = 0.01
 EPOCHS = 30
 SETTINGS = [f"train.epochs={EPOCHS}", "train.patience=50", "train.batch_size=256", "train.progress=false"]
