@@ -216,7 +216,10 @@ def rank_hits(
         owns_scores: ``score_fn`` returns a fresh tensor, so masking may write into it.
     """
     if max_k > target.n_items:
-        raise ValueError(f"top-k {max_k} exceeds the number of items ({target.n_items})")
+        raise DataError(
+            f"top-k {max_k} exceeds the number of items ({target.n_items}); lower evaluate.topk and "
+            "evaluate.valid_metric to at most that"
+        )
     out = np.zeros((target.n_users, max_k), dtype=bool)
     for start in range(0, target.n_users, batch_users):
         stop = min(start + batch_users, target.n_users)
