@@ -17,10 +17,11 @@ SUMMARY = {"success": False, "expectations_evaluated": 3, "expectations_failed":
            "interactions": 20, "suites": {"interactions": {"evaluated": 2, "failed": 1},
                                           "items": {"evaluated": 1, "failed": 0}}}
 ROWS = [
-    {"suite": "interactions", "expectation": "expect_column_values_to_not_be_null", "kwargs": {"column": "user_id"},
-     "success": True, "observed": "0 unexpected of 20"},
+    {"suite": "interactions", "expectation": "expect_column_values_to_not_be_null",
+     "kwargs": {"column": "user_id"}, "success": True, "observed": "0 unexpected of 20"},
     {"suite": "interactions", "expectation": "expect_column_values_to_be_in_set",
-     "kwargs": {"column": "x_label", "value_set": [0, 1, 2]}, "success": False, "observed": "2 unexpected of 20"},
+     "kwargs": {"column": "x_label", "value_set": [0, 1, 2]}, "success": False,
+     "observed": "2 unexpected of 20"},
     {"suite": "items", "expectation": "expect_column_values_to_be_unique", "kwargs": {"column": "asin"},
      "success": True, "observed": None},
 ]
@@ -64,3 +65,10 @@ def test_metric_rows_sort_by_the_number_after_the_at() -> None:
     text = artifacts.metrics_markdown(outcome)
     order = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| test.")]
     assert order == ["test.recall@5", "test.recall@10", "test.recall@20", "test.recall@50"]
+
+
+def test_atomic_path_removes_a_killed_runs_temp_sibling(tmp_path: Path) -> None:
+    stale = tmp_path / ".history.png.abc123.tmp"
+    stale.write_bytes(b"half a plot")
+    io.write_text(tmp_path / "history.png", "x")
+    assert not stale.exists() and (tmp_path / "history.png").read_text() == "x"
