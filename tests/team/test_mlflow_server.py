@@ -62,11 +62,13 @@ def _second_version(client: MlflowClient, name: str, first, tmp_path) -> str:
     run_1 = client.get_run(first.run_id)
     metric = run_1.data.metrics["test/recall_at_20"] + GAIN
     new = client.create_run(run_1.info.experiment_id)
-    # Both URIs explicit: a `models:/` source resolves through the registry URI, which an earlier
-    # test in the same process may have pointed at a local store.
-    model = mlflow.artifacts.download_artifacts(artifact_uri=first.source, dst_path=str(tmp_path),
-                                                tracking_uri=client.tracking_uri,
-                                                registry_uri=client.tracking_uri)
+    # Resolved through this client, never the process-wide default: MLflow resolves a `models:/`
+    # source with a default client, which an earlier test in the same process may have pointed at
+    # a local SQLite store.
+    model_id = getattr(first, "model_id", None) or first.source.removeprefix("models:/")
+    location = client.get_logged_model(model_id).artifact_location
+    model = mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(tmp_path),
+                                                tracking_uri=client.tracking_uri)
     client.log_artifacts(new.info.run_id, model, "model")
     client.log_metric(new.info.run_id, "test/recall_at_20", metric)
     client.set_terminated(new.info.run_id)
