@@ -13,11 +13,11 @@ Input: a table with ``user_id`` (string: the raw id, column ``user_id`` of ``use
 internal indices are never accepted), optional ``k`` (a whole number, default ``default_k``
 of the model config, ``1 <= k <= max_k``) and optional ``exclude_seen`` (boolean, default
 true: drop the user's train items). A row that breaks these rules (null, empty or non-string
-``user_id``, ``k`` of 2.5 or "5", ``exclude_seen`` of "yes") gets a per-row error; a request
-without ``user_id`` is a 400. Output: one row per input row with ``user_id``, ``asins`` and
-``scores`` (best first, always finite; train interaction counts for the popularity
-fallback), ``source`` (``model`` | ``popularity`` | ``error``) and ``error`` (empty unless
-``source == "error"``).
+``user_id``, ``k`` of 2.5 or "5", ``exclude_seen`` of "yes") gets a per-row error when other
+rows are usable; a request without ``user_id``, or with no usable row, is a 400. Output: one
+row per input row with ``user_id``, ``asins`` and ``scores`` (best first, always finite; train
+interaction counts for the popularity fallback), ``source`` (``model`` | ``popularity`` |
+``error``) and ``error`` (empty unless ``source == "error"``).
 An unknown user gets the most popular train items when the model config (or the request
 param) ``unknown_user`` is ``popularity`` (the default), or a per-row error when it is ``error``.
 """
@@ -56,6 +56,7 @@ USER_MAP = "user_map.csv"  # written by the ingest stage
 USER_RAW, USER_INDEX = "user_id", "user_index"  # its columns: the raw id (what requests send), the row
 OUTPUT_COLUMNS = ["user_id", "asins", "scores", "source", "error"]
 SCORE_BATCH_ROWS = 1024  # request rows scored at once
+MAX_ROWS_IN_ERROR = 5  # rows quoted in a 400's message
 MAX_USER_ID_CHARS = 256  # raw ids are short (Amazon's: 14); longer is a malformed or hostile request
 
 
@@ -148,9 +149,10 @@ class TopKRecommender(mlflow.pyfunc.PythonModel):
         """Rank items for each input row; see the module docstring for input and output columns.
 
         Raises:
-            MlflowException (HTTP 400): no ``user_id`` column, or a bad ``unknown_user`` param.
-            A malformed row (missing/empty/non-string user id, a ``k`` that is not a whole number
-            in ``1..max_k``, an ``exclude_seen`` that is not a boolean) gets a per-row error.
+            MlflowException (HTTP 400): no ``user_id`` column, a bad ``unknown_user`` param, or
+            no usable row at all. In a request with some usable rows, a malformed row
+            (missing/empty/non-string user id, a ``k`` that is not a whole number in
+            ``1..max_k``, an ``exclude_seen`` that is not a boolean) gets a per-row error.
         """
         cfg = {**self.config, **(params or {})}
         if cfg["unknown_user"] not in UNKNOWN_USER_CHOICES:
@@ -161,6 +163,9 @@ class TopKRecommender(mlflow.pyfunc.PythonModel):
             raise _bad_request(
                 "each record needs a 'user_id' (the raw user id, column user_id of user_map.csv)")
         request = parse_request(df, int(cfg["default_k"]), int(cfg["max_k"]))
+        if len(df) and (request.error != "").all():  # nothing to answer: the request itself is bad
+            raise _bad_request("no usable row: " + "; ".join(
+                f"row {i}: {message}" for i, message in enumerate(request.error[:MAX_ROWS_IN_ERROR])))
         users = np.where(request.error == "", self.resolve_users(request.user_id), -1)
         valid = request.error == ""
         known = users >= 0

@@ -18,6 +18,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.exceptions import MlflowException
 
 from cliper import registry, tracking
 
@@ -78,6 +79,8 @@ def test_unknown_users_bad_k_and_no_internal_index(logged: dict) -> None:
     assert (out.loc[2, "source"], out.loc[2, "asins"]) == ("popularity", popular)
     assert out.loc[2, "scores"] == sorted(counts, reverse=True)[:4]
     assert out.loc[3, "source"] == "error" and "k must be" in out.loc[3, "error"]
+    with pytest.raises(MlflowException, match="no usable row: row 0: k must be"):
+        model.predict(pd.DataFrame({"user_id": ["A00003XYZ"], "k": [0]}))
     strict = model.predict(pd.DataFrame({"user_id": ["ghost"]}), params={"unknown_user": "error"})
     assert strict.loc[0, "source"] == "error" and "unknown user" in strict.loc[0, "error"]
     assert strict.loc[0, "asins"] == []
@@ -193,6 +196,9 @@ def test_served_champion_answers_invocations(logged: dict) -> None:
                 assert first["asins"] == [] and second["source"] == "model" and len(second["asins"]) == 2
             else:
                 assert 400 <= status < 500, (row, status, text)
+            alone = json.dumps({"dataframe_records": [row]}).encode()  # no usable row: the request is bad
+            status, text = _raw_http(f"{base}/invocations", alone)
+            assert status == 400 and words in text, (row, status, text)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n--- server log ---\n{log.read_text(errors='replace')[-3000:]}") from exc
     finally:
