@@ -3,13 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,9 +15,9 @@ import pytest
 from mlflow.exceptions import MlflowException
 
 from cliper import registry, tracking
+from tests.servers import VENV_BIN, ServerProcess, free_port, venv_env
 
 K = 5
-SERVER_START_S = 240  # the 2-core test machine is shared; a cold MLflow import can take a while
 HTTP_TIMEOUT_S = 30
 
 
@@ -116,23 +110,8 @@ def test_parse_request_flags_every_malformed_row() -> None:
     assert list(parsed.user_id[1:3]) == ["", ""]
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _http(url: str, body: bytes | None = None) -> tuple[int, dict | str]:
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as response:
-            text = response.read().decode()
-            return response.status, json.loads(text) if body is not None else text
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
-def _raw_http(url: str, body: bytes) -> tuple[int, str]:
+def _http(url: str, body: bytes | None = None) -> tuple[int, str]:
+    """``(status, body text)`` of a GET (no body) or a JSON POST; HTTP errors are returned."""
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as response:
@@ -145,66 +124,45 @@ def _reject_constant(name: str) -> None:
     raise AssertionError(f"the response is not valid JSON: it holds {name}")
 
 
-def _wait_ready(base: str, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + SERVER_START_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}")
-        try:
-            if _http(f"{base}/ping")[0] == 200:
-                return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(1)
-    raise AssertionError(f"server not ready after {SERVER_START_S} s")
-
-
 @pytest.mark.slow
 def test_served_champion_answers_invocations(logged: dict) -> None:
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": logged["tracking_uri"], "MLFLOW_ENABLE_TELEMETRY": "false",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    cmd = [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m",
+    port = free_port()
+    cmd = [str(VENV_BIN / "mlflow"), "models", "serve", "-m",
            f"models:/{logged['model_name']}@{registry.CHAMPION}", "--env-manager", "local",
            "-h", "127.0.0.1", "-p", str(port), "-w", "1"]
-    log = logged["root"] / "serve.log"
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        _wait_ready(base, proc)
-        good = {"dataframe_records": [{"user_id": "A00002XYZ", "k": 3}, {"user_id": "ghost", "k": 2}]}
-        status, answer = _http(f"{base}/invocations", json.dumps(good).encode())
-        assert status == 200, answer
-        rows = answer["predictions"]
-        assert rows[0]["asins"] == expected_top_k(logged["root"], np.array([2]), 3, True)[0]
-        assert rows[0]["source"] == "model" and rows[1]["source"] == "popularity"
-        assert len(rows[1]["asins"]) == 2
-        malformed = [b"{not json", json.dumps({"dataframe_records": [{"uid": "A00002XYZ"}]}).encode(),
-                     json.dumps({"inputs": "not a table"}).encode()]
-        for body in malformed:
-            status, answer = _http(f"{base}/invocations", body)
-            assert 400 <= status < 500, (body, status, answer)
-            assert _http(f"{base}/ping")[0] == 200  # still up
-        for row, words in MALFORMED_ROWS:  # one at a time: each gets a 400 or a per-row error
-            body = json.dumps({"dataframe_records": [row, {"user_id": "A00002XYZ", "k": 2}]}).encode()
-            status, text = _raw_http(f"{base}/invocations", body)
-            parsed = json.loads(text, parse_constant=_reject_constant)  # strict JSON: no NaN / Infinity
-            if status == 200:
-                first, second = parsed["predictions"]
-                assert first["source"] == "error" and words in first["error"], (row, first)
-                assert first["asins"] == [] and second["source"] == "model" and len(second["asins"]) == 2
-            else:
-                assert 400 <= status < 500, (row, status, text)
-            alone = json.dumps({"dataframe_records": [row]}).encode()  # no usable row: the request is bad
-            status, text = _raw_http(f"{base}/invocations", alone)
-            assert status == 400 and words in text, (row, status, text)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n--- server log ---\n{log.read_text(errors='replace')[-3000:]}") from exc
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+    server = ServerProcess(cmd, logged["root"] / "serve.log", f"http://127.0.0.1:{port}", "/ping",
+                           env=venv_env(MLFLOW_TRACKING_URI=logged["tracking_uri"]))
+    with server:
         try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            _check_invocations(server.base_url, logged["root"])
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- server log ---\n{server.log_text()[-3000:]}") from exc
+
+
+def _check_invocations(base: str, root: Path) -> None:
+    good = {"dataframe_records": [{"user_id": "A00002XYZ", "k": 3}, {"user_id": "ghost", "k": 2}]}
+    status, text = _http(f"{base}/invocations", json.dumps(good).encode())
+    assert status == 200, text
+    rows = json.loads(text)["predictions"]
+    assert rows[0]["asins"] == expected_top_k(root, np.array([2]), 3, True)[0]
+    assert rows[0]["source"] == "model" and rows[1]["source"] == "popularity"
+    assert len(rows[1]["asins"]) == 2
+    malformed = [b"{not json", json.dumps({"dataframe_records": [{"uid": "A00002XYZ"}]}).encode(),
+                 json.dumps({"inputs": "not a table"}).encode()]
+    for body in malformed:
+        status, text = _http(f"{base}/invocations", body)
+        assert 400 <= status < 500, (body, status, text)
+        assert _http(f"{base}/ping")[0] == 200  # still up
+    for row, words in MALFORMED_ROWS:  # one at a time: each gets a 400 or a per-row error
+        body = json.dumps({"dataframe_records": [row, {"user_id": "A00002XYZ", "k": 2}]}).encode()
+        status, text = _http(f"{base}/invocations", body)
+        parsed = json.loads(text, parse_constant=_reject_constant)  # strict JSON: no NaN / Infinity
+        if status == 200:
+            first, second = parsed["predictions"]
+            assert first["source"] == "error" and words in first["error"], (row, first)
+            assert first["asins"] == [] and second["source"] == "model" and len(second["asins"]) == 2
+        else:
+            assert 400 <= status < 500, (row, status, text)
+        alone = json.dumps({"dataframe_records": [row]}).encode()  # no usable row: the request is bad
+        status, text = _http(f"{base}/invocations", alone)
+        assert status == 400 and words in text, (row, status, text)
