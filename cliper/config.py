@@ -149,6 +149,8 @@ class TrainConfig:
     patience: int = 20
     eval_every: int = 1
     batch_size: int = 2048
+    # null: MMRec's fixed batch. N: N batches per epoch (batch grows with the data; epoch cost linear).
+    batches_per_epoch: int | None = None
     learning_rate: float = 1e-3
     # Adam weight decay (MMRec weight_decay). learning_rate, batch_size and weight_decay may also be
     # set per backbone in backbones.<name> (list = grid), as CLIPER's FREEDOM config tunes them.

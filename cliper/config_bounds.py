@@ -71,6 +71,9 @@ BOUNDS: dict[str, Bound] = {
     "clip.adapt.lr": POSITIVE,
     "clip.adapt.weight_decay": NON_NEGATIVE,
     "clip.adapt.text_weight": NON_NEGATIVE,
+    "clip.adapt.hard_negatives": Bound(ge=0, le=0.5),  # at most one mined neighbour per anchor
+    "clip.adapt.hard_negatives_k": Bound(ge=1),
+    "clip.adapt.preload_images_mb": NON_NEGATIVE,
     "clip.adapt.val_fraction": Bound(ge=0, lt=1),
     "clip.adapt.seed": NON_NEGATIVE,
     "clip.extract.batch_size": POSITIVE_INT,
@@ -81,6 +84,7 @@ BOUNDS: dict[str, Bound] = {
     "train.patience": POSITIVE_INT,
     "train.eval_every": POSITIVE_INT,
     "train.batch_size": POSITIVE_INT,
+    "train.batches_per_epoch": POSITIVE_INT,
     "train.learning_rate": POSITIVE,
     "train.seed": NON_NEGATIVE,
     "evaluate.topk": POSITIVE_INT,

@@ -23,6 +23,11 @@ class AdaptConfig:
     weight_decay: float = 0.0
     # Weight of a text-text InfoNCE between two different views of the same item (0 = image-text only).
     text_weight: float = 0.0
+    # Share of every batch that is mined hard negatives (cliper/clip/hard_batches.py; 0 = random batches).
+    hard_negatives: float = 0.0
+    hard_negatives_k: int = 10  # neighbours per item to draw them from
+    # Decode the training images once into memory when they fit in this many MB (0 = decode every epoch).
+    preload_images_mb: float = 1024.0
     val_fraction: float = 0.1
     eval_view: str = "global"
     seed: int = 0

@@ -59,6 +59,9 @@ class TrainSettings:
     patience: int = 20
     eval_every: int = 1
     batch_size: int = 2048
+    # None: batches of batch_size (MMRec). A number: this many batches per epoch, whatever the data size
+    # (batch = ceil(pairs / n)), so an epoch's full-graph propagations stay n and its cost linear.
+    batches_per_epoch: int | None = None
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
     valid_decimals: int | None = None  # round the valid metric before comparing (MMRec: 4)
@@ -212,7 +215,7 @@ class Trainer:
         neg = self.sampler.sample(users, self.rng)
         tensors = [torch.as_tensor(a, device=self.device) for a in (users, pos, neg)]
         total, n_batches = 0.0, 0
-        for part in distributed.batch_slices(len(users), self.settings.batch_size, self.dist):
+        for part in distributed.batch_slices(len(users), self.batch_size(len(users)), self.dist):
             batch = [t[part] for t in tensors]
             self.optimizer.zero_grad(set_to_none=True)
             loss = self.loss_fn(*batch)
@@ -226,6 +229,12 @@ class Trainer:
             total += float(loss.detach())
             n_batches += 1
         return distributed.mean_over_ranks(total, n_batches, self.dist)
+
+    def batch_size(self, n_pairs: int) -> int:
+        """Pairs per optimiser step: ``batch_size``, or the epoch cut into ``batches_per_epoch``."""
+        if self.settings.batches_per_epoch is None:
+            return self.settings.batch_size
+        return max(1, math.ceil(n_pairs / self.settings.batches_per_epoch))
 
     def evaluate(self, target: EvalTarget) -> dict[str, float]:
         """Full-ranking metrics on ``target`` with the current weights (rank 0 computes, all receive)."""

@@ -7,7 +7,9 @@ CLIP), loss ``(CE(z, diag) + CE(z^T, diag)) / 2``. Each step pairs every item's 
 one of its text views drawn at random (seeded), so all views are learned. With
 ``text_weight > 0`` a second, different view of each item is drawn and a text-text InfoNCE
 between the two views (same item = positive) is added with that weight: it makes the text
-encoder keep what the views share but the image cannot show (brand, material). A seeded fraction
+encoder keep what the views share but the image cannot show (brand, material). With
+``hard_negatives > 0`` that share of every batch is mined: near neighbours, in the current image
+embedding space, of the batch's anchors (:mod:`cliper.clip.hard_batches`). A seeded fraction
 of the items (``val_fraction``) is held out; image->text and text->image Recall@1/@10 on the
 held-out items (text = ``eval_view``) are measured before and after, next to chance (k/n).
 """
@@ -25,6 +27,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from cliper.clip.encode import can_trim, encode_text_trimmed
+from cliper.clip.hard_batches import EmbeddingMemory, hard_batches, nearest_neighbours
 from cliper.clip.load import LoadedClip
 from cliper.config import AdaptConfig
 from cliper.errors import CliperError
@@ -49,17 +52,29 @@ class AdaptResult:
 
 
 class _Indexed(torch.utils.data.Dataset):
-    """(image tensor, item index) pairs for a subset of items."""
+    """(image tensor, item index) pairs for a subset of items; optionally decoded once into memory."""
 
-    def __init__(self, images: ImageDataset, items: np.ndarray):
+    def __init__(self, images: ImageDataset, items: np.ndarray, preload_mb: float = 0.0):
         self.images, self.items = images, items
+        self.cache: torch.Tensor | None = None
+        if len(items) and preload_mb > 0:
+            first = images[int(items[0])]
+            if first.numel() * first.element_size() * len(items) <= preload_mb * 2**20:
+                self.cache = torch.stack(
+                    [first] + [images[int(i)] for i in tqdm(items[1:], desc="decode images", unit="image")]
+                )
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, k: int) -> tuple[torch.Tensor, int]:
         item = int(self.items[k])
-        return self.images[item], item
+        return (self.images[item] if self.cache is None else self.cache[k]), item
+
+    @property
+    def preloaded(self) -> bool:
+        """The images are in memory: nothing is left for loader processes to decode."""
+        return self.cache is not None
 
 
 def tokenize_views(loaded: LoadedClip, texts: np.ndarray) -> torch.Tensor:
@@ -133,7 +148,7 @@ def _train_step(
     tokens: torch.Tensor,
     other_tokens: torch.Tensor | None = None,
     text_weight: float = 0.0,
-) -> float:
+) -> tuple[float, torch.Tensor]:
     model = loaded.model
     # bf16 autocast for training on CUDA (no loss scaler needed); a no-op on CPU.
     amp = loaded.device.type == "cuda" and loaded.precision == "amp"
@@ -150,7 +165,7 @@ def _train_step(
     opt.step()
     with torch.no_grad():
         model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
-    return float(loss.detach())
+    return float(loss.detach()), img.detach()
 
 
 def adapt_clip(
@@ -186,32 +201,55 @@ def adapt_clip(
     if cfg.epochs == 0:
         return result
     gen = torch.Generator().manual_seed(cfg.seed)
-    loader = torch.utils.data.DataLoader(
-        _Indexed(images, train),
-        batch_size=min(cfg.batch_size, len(train)),
-        shuffle=True,
-        drop_last=True,
-        generator=gen,
-        num_workers=num_workers,
-    )
+    dataset = _Indexed(images, train, cfg.preload_images_mb)
+    if dataset.preloaded:
+        num_workers = 0
+    memory = EmbeddingMemory(n_items) if cfg.hard_negatives > 0 else None
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     model.train()
     bar = tqdm(range(cfg.epochs), desc="adapt", unit="epoch")
     for _ in bar:
         losses = []
-        for batch, items in loader:
+        for batch, items in _epoch_loader(dataset, cfg, memory, train, gen, num_workers):
             views = torch.randint(n_views, (len(items),), generator=gen)
             other = None
             if cfg.text_weight > 0 and n_views > 1:  # a different view of the same item
                 shift = torch.randint(1, n_views, (len(items),), generator=gen)
                 other = tokens[items, (views + shift) % n_views]
-            losses.append(_train_step(loaded, opt, batch, tokens[items, views], other, cfg.text_weight))
+            loss, img = _train_step(loaded, opt, batch, tokens[items, views], other, cfg.text_weight)
+            losses.append(loss)
+            if memory is not None:
+                memory.update(items, img)
         result.losses.append(float(np.mean(losses)))
         bar.set_postfix(loss=f"{result.losses[-1]:.3f}")
     model.eval()
     result.after = retrieval(loaded, images, eval_tokens, val, cfg.batch_size)
     log.info("adapt: held-out %s -> %s", before, result.after)
     return result
+
+
+def _epoch_loader(
+    dataset: _Indexed,
+    cfg: AdaptConfig,
+    memory: EmbeddingMemory | None,
+    train: np.ndarray,
+    gen: torch.Generator,
+    num_workers: int,
+) -> torch.utils.data.DataLoader:
+    """This epoch's batches: shuffled ones, or hard-negative ones mined from ``memory``."""
+    batch_size = min(cfg.batch_size, len(train))
+    if memory is None:
+        return torch.utils.data.DataLoader(
+            dataset, batch_size=batch_size, shuffle=True, drop_last=True, generator=gen,
+            num_workers=num_workers,
+        )
+    neighbours = None
+    if memory.ready:
+        neighbours = nearest_neighbours(memory.table[torch.from_numpy(train)], cfg.hard_negatives_k)
+    batches = hard_batches(len(train), batch_size, neighbours, cfg.hard_negatives, gen)
+    return torch.utils.data.DataLoader(
+        dataset, batch_sampler=[b.tolist() for b in batches], num_workers=num_workers
+    )
 
 
 def image_dataset(loaded: LoadedClip, paths: list[Path | None]) -> ImageDataset:

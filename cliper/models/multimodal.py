@@ -66,7 +66,7 @@ class MultimodalRecommender(Recommender):
             self.text_table = None
             self._static_weights = None
         else:
-            self.text_table = _table(self.text_static.clone(), trainable_features)
+            self.text_table = _table(self.text_static, trainable_features)
             self._static_weights = None if weights is None else weights.cpu().numpy()
 
     @property
@@ -101,5 +101,5 @@ class MultimodalRecommender(Recommender):
 
 
 def _table(values: torch.Tensor, trainable: bool) -> torch.Tensor:
-    """A trainable ``nn.Parameter`` copy, or a plain tensor the caller registers as a buffer."""
-    return nn.Parameter(values.clone()) if trainable else nn.Buffer(values.clone(), persistent=False)
+    """A trainable ``nn.Parameter`` copy, or (fixed) a buffer sharing ``values``: never written, no copy."""
+    return nn.Parameter(values.clone()) if trainable else nn.Buffer(values, persistent=False)

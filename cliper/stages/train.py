@@ -57,6 +57,7 @@ def settings_from(params: Params) -> TrainSettings:
         patience=t.patience,
         eval_every=t.eval_every,
         batch_size=t.batch_size,
+        batches_per_epoch=t.batches_per_epoch,
         learning_rate=t.learning_rate,
         weight_decay=t.weight_decay,
         valid_decimals=t.valid_metric_decimals,

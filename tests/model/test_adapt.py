@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from cliper.clip.adapt import adapt_clip, image_dataset, split_items
+from cliper.clip.hard_batches import hard_batches
 from cliper.clip.load import load_clip
 from cliper.config import AdaptConfig, load_params
 from cliper.stages import run_stage
@@ -149,3 +150,36 @@ def test_text_weight_keeps_what_only_the_texts_share(tmp_path):
         assert np.isfinite(result.losses).all()
         agreement[weight] = _noun_agreement(loaded, items, split_items(len(items), 0.25, 0)[1])
     assert agreement[1.0] > agreement[0.0] + 0.15, agreement  # measured: 0.33 -> 0.58
+
+
+def _adapted_weights(tmp_path, **cfg_fields: float) -> tuple[dict[str, torch.Tensor], list[float]]:
+    items = colour_catalog(tmp_path, n_items=48, size=16)
+    texts = np.array([[f"The product title is {t}." for t in items["title"]]])
+    loaded = load_clip("cliper-tiny", None, "fp32", "cpu", seed=0)
+    images = image_dataset(loaded, [tmp_path / p for p in items["image_path"]])
+    cfg = AdaptConfig(epochs=3, batch_size=12, lr=3e-4, val_fraction=0.25, seed=0, **cfg_fields)
+    result = adapt_clip(loaded, texts, images, cfg, eval_view=0, num_workers=1)
+    return {k: v.clone() for k, v in loaded.model.state_dict().items()}, result.losses
+
+
+def test_preloaded_images_train_the_same_weights(tmp_path):
+    """Decoding the images once into memory changes the speed, not one weight."""
+    on_the_fly, _ = _adapted_weights(tmp_path, preload_images_mb=0.0)
+    preloaded, _ = _adapted_weights(tmp_path, preload_images_mb=64.0)
+    assert all(torch.equal(on_the_fly[k], preloaded[k]) for k in on_the_fly)
+
+
+def test_hard_negative_batches_are_mined_from_the_previous_epoch(tmp_path, monkeypatch):
+    """Epoch 1 is random (no embeddings yet); every later epoch mines k neighbours per training item."""
+    import cliper.clip.adapt as adapt_module
+
+    seen = []
+
+    def recording(n_train, batch_size, neighbours, share, gen):
+        seen.append(None if neighbours is None else tuple(neighbours.shape))
+        return hard_batches(n_train, batch_size, neighbours, share, gen)
+
+    monkeypatch.setattr(adapt_module, "hard_batches", recording)
+    _, losses = _adapted_weights(tmp_path, hard_negatives=0.5, hard_negatives_k=3)
+    assert np.isfinite(losses).all() and len(losses) == 3
+    assert seen == [None, (36, 3), (36, 3)]  # 48 items, 12 held out
