@@ -64,8 +64,10 @@ def slug(text: str) -> str:
 
 def run_experiment(root: Path, name: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """One ``dvc exp run`` from the committed params; returns its metrics and MLflow run."""
-    subprocess.run(["git", "checkout", "--", *RESTORED], cwd=root, check=True)
-    cmd = ["dvc", "exp", "run", "--force", "-n", name, *exp_args(overrides)]
+    subprocess.run(["git", "checkout", "HEAD", "--", *RESTORED], cwd=root, check=True)
+    # a rerun replaces an experiment of the same name; unchanged stages come from DVC's run cache
+    subprocess.run(["dvc", "exp", "remove", name], cwd=root, capture_output=True, check=False)
+    cmd = ["dvc", "exp", "run", "-n", name, *exp_args(overrides)]
     started = time.perf_counter()
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -89,7 +91,7 @@ def run_experiment(root: Path, name: str, overrides: dict[str, Any]) -> dict[str
 
 def restore(root: Path) -> None:
     """Committed params, lock and outputs back in the workspace."""
-    subprocess.run(["git", "checkout", "--", *RESTORED], cwd=root, check=True)
+    subprocess.run(["git", "checkout", "HEAD", "--", *RESTORED], cwd=root, check=True)
     subprocess.run(["dvc", "checkout", "--force", "--quiet"], cwd=root, check=False)
 
 

@@ -127,11 +127,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--cache", type=Path, default=REPO / ".cache" / "cliper" / "train" / "real_baby")
     parser.add_argument("--tag", default="", help="suffix of the output file names")
+    parser.add_argument("--batches-per-epoch", type=int, default=None,
+                        help="train.batches_per_epoch (off: MMRec's batches of 2048)")
     parser.add_argument("--status", action="store_true", help="print checkpoint progress and exit")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     splits = read_inter(args.inter)
-    settings = TrainSettings(epochs=args.epochs, patience=args.patience, device=args.device, progress=False)
+    settings = TrainSettings(epochs=args.epochs, patience=args.patience, device=args.device, progress=False,
+                             batches_per_epoch=args.batches_per_epoch)
     if args.status:
         for name in args.models:
             folder = checkpoint_dir(args.cache, cache_key(name, splits), {}, settings)

@@ -20,6 +20,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -66,12 +67,14 @@ def run(cmd: list[str]) -> dict:
     return out
 
 
-def row(scale: int, r: dict) -> dict:
-    """The plotted figures of one measurement."""
+def row(scale: int, r: dict, batches_per_epoch: int | None = None) -> dict:
+    """The plotted figures of one measurement (model labelled with the batches-per-epoch option)."""
     rss = r["rss_mb"]
+    label = r["model"] if batches_per_epoch is None else f"{r['model']}, {batches_per_epoch} batches/epoch"
     return {
         "scale": scale,
-        "model": r["model"],
+        "model": label,
+        "batch_size": r.get("batch_size"),
         "users": r["n_users"],
         "items": r["n_items"],
         "train_pairs": r["n_train"],
@@ -134,14 +137,15 @@ def markdown(rows: list[dict], meta: dict) -> str:
         f"{meta['batches']} timed batches x batches per epoch; evaluation = the first {meta['eval_users']} "
         "valid users, scaled to all. Plot: `scaling.png`.",
         "",
-        "| model | scale | users | items | train pairs | build s | s/batch | s/epoch | eval s | "
+        "| model | scale | users | items | train pairs | batch | build s | s/batch | s/epoch | eval s | "
         "ms/user | peak RSS MB | eval RSS +MB |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         lines.append(
             f"| {r['model']} | {r['scale']}x | {r['users']:,} | {r['items']:,} | {r['train_pairs']:,} | "
-            f"{r['build_s']:.1f} | {r['batch_s']:.3f} | {r['epoch_s']:.1f} | {r['eval_s']:.1f} | "
+            f"{r['batch_size']:,} | {r['build_s']:.1f} | {r['batch_s']:.3f} | {r['epoch_s']:.1f} | "
+            f"{r['eval_s']:.1f} | "
             f"{r['eval_ms_per_user']:.3f} | {r['rss_peak_mb']:.0f} | {r['eval_rss_increase_mb']:.0f} |"
         )
     lines += ["", f"Load average (1/5/15 min) before {meta['load_before']}, after {meta['load_after']}.", ""]
@@ -156,6 +160,10 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--eval-users", type=int, default=8192)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batches-per-epoch", type=int, nargs="*", default=[],
+                        help="also measure with train.batches_per_epoch = each value (fixed steps per epoch)")
+    parser.add_argument("--variant-models", nargs="*", default=None,
+                        help="models measured with --batches-per-epoch too (default: all)")
     parser.add_argument("--inter", type=Path, default=DEFAULT_INTER)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
@@ -167,11 +175,16 @@ def main() -> None:
         for scale in args.scales:
             inter = Path(tmp) / f"baby_x{scale}.inter"
             scaled_inter(base, scale).to_csv(inter, sep="\t", index=False)
-            for model in args.models:
+            for model, per_epoch in itertools.product(args.models, [None, *args.batches_per_epoch]):
+                varied = args.variant_models is None or model in args.variant_models
+                if per_epoch is not None and not varied:
+                    continue
                 cmd = [sys.executable, str(REPO / "benchmarks" / "speed_cliper.py"), "--model", model,
                        "--inter", str(inter), "--epochs", "1", "--threads", str(args.threads),
                        "--max-batches", str(args.batches), "--eval-users", str(args.eval_users)]  # fmt: skip
-                rows.append(row(scale, run(cmd)))
+                if per_epoch is not None:
+                    cmd += ["--batches-per-epoch", str(per_epoch)]
+                rows.append(row(scale, run(cmd), per_epoch))
                 print(json.dumps(rows[-1]), flush=True)
                 _write(rows, meta, args.out)  # partial results survive an interrupted run
 

@@ -17,6 +17,7 @@ import json
 import resource
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +68,12 @@ def build(name: str, splits: Splits) -> tuple[torch.nn.Module, InteractionData, 
 
 
 def measure(
-    name: str, splits: Splits, epochs: int, max_batches: int | None = None, eval_users: int | None = None
+    name: str,
+    splits: Splits,
+    epochs: int,
+    max_batches: int | None = None,
+    eval_users: int | None = None,
+    batches_per_epoch: int | None = None,
 ) -> dict:
     """Build, then ``epochs`` x (train epoch, valid evaluation); times in seconds, memory in MB.
 
@@ -85,6 +91,8 @@ def measure(
     if eval_users is not None and eval_users < n_valid:
         valid = _first_users(valid, eval_users)
     settings = TrainSettings(device="cpu", progress=False, seed=SEED)
+    if batches_per_epoch is not None:  # train.batches_per_epoch: the epoch cut into that many batches
+        settings = replace(settings, batch_size=-(-len(data.train_users) // batches_per_epoch))
     trainer = Trainer(model, data.train_users, data.train_items, data.n_items, valid, settings)
     n_batches = -(-len(data.train_users) // settings.batch_size)
     epoch_s, eval_s, batch_s = [], [], []
@@ -104,6 +112,7 @@ def measure(
         "n_items": data.n_items,
         "n_train": len(data.train_users),
         "batches_per_epoch": n_batches,
+        "batch_size": settings.batch_size,
         "batches_timed": done,
         "valid_users": n_valid,
         "valid_users_timed": valid.n_users,
@@ -137,8 +146,6 @@ def _train(trainer: Trainer, max_batches: int | None) -> tuple[int, float]:
 
 def _first_users(target, n: int):
     """The same :class:`EvalTarget` restricted to its first ``n`` users."""
-    from dataclasses import replace
-
     return replace(target, users=target.users[:n], target_indptr=target.target_indptr[: n + 1])
 
 
@@ -151,11 +158,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     parser.add_argument("--max-batches", type=int, default=None)
     parser.add_argument("--eval-users", type=int, default=None)
+    parser.add_argument("--batches-per-epoch", type=int, default=None, help="train.batches_per_epoch (off)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     np.random.seed(SEED)
-    result = measure(args.model, read_inter(args.inter), args.epochs, args.max_batches, args.eval_users)
+    result = measure(args.model, read_inter(args.inter), args.epochs, args.max_batches, args.eval_users,
+                     args.batches_per_epoch)
     print(json.dumps(result))
 
 
