@@ -51,9 +51,21 @@ def hydra_value(value: Any) -> str:
     return json.dumps(value)
 
 
+def leaves(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Dict values flattened to dotted keys (Hydra merges a dict value and refuses new keys in it)."""
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if isinstance(value, dict) and value:
+            out |= leaves({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
 def exp_args(overrides: dict[str, Any]) -> list[str]:
-    """``-S key=value`` for every override."""
-    return [arg for key, value in overrides.items() for arg in ("-S", f"{key}={hydra_value(value)}")]
+    """``-S ++key=value`` for every leaf (``++``: set it, whether params.yaml has the key or not)."""
+    pairs = leaves(overrides).items()
+    return [arg for key, value in pairs for arg in ("-S", f"++{key}={hydra_value(value)}")]
 
 
 def slug(text: str) -> str:

@@ -175,3 +175,24 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
     with io.atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
     return path
+
+
+def write_id_only_report(
+    backbone: str, slices: dict[str, dict[str, float]], metric_k: int, out_dir: Path
+) -> str:
+    """``view_report.md`` of an ID-only backbone: no views to weigh or ablate, the slices only.
+
+    The evaluate stage always writes ``views/`` (a DVC output), whatever the backbone.
+    """
+    lines = [
+        f"# View report: {backbone}\n",
+        f"{backbone} is an ID-only backbone: it reads no item features, so there are no view weights "
+        "and no view ablation. Train a multimodal backbone (vbpr, freedom, bm3) to get them.\n",
+    ]
+    if slices:
+        frame = pd.DataFrame([{"slice": n, **m} for n, m in slices.items()])
+        cols = ["slice", "n_users", "n_targets", f"recall@{metric_k}", f"ndcg@{metric_k}"]
+        lines += ["## Test slices\n", _markdown(frame, cols)]
+    with io.atomic_path(out_dir / REPORT_FILE) as tmp:
+        Path(tmp).write_text("\n".join(lines), encoding="utf-8")
+    return str(out_dir / REPORT_FILE)

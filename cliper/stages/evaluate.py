@@ -126,6 +126,11 @@ def run(params: Params, root: Path) -> StageResult:
     outputs["plot"] = str(plots.plot_metrics_at_k(groups, out / "plots" / "metrics_at_k.png"))
     if features is not None:
         outputs.update(_view_report(params, model, splits, features, slices, out))
+    else:  # views/ is a DVC output of the stage: an ID-only backbone says why it has no view analysis
+        from cliper.view_report import write_id_only_report
+
+        k = int(e.valid_metric.split("@")[1])
+        outputs["view_report"] = write_id_only_report(meta["backbone"], slices, k, out / VIEW_REPORT_DIR)
     flat = {f"test_{k}": v for k, v in results["test"].items()}
     flat.update({f"valid_{e.valid_metric}": results["valid"][e.valid_metric]})
     if params.tracking.enabled:  # MLflow run + registered model (challenger); link for the flow

@@ -141,3 +141,29 @@ def test_evaluate_stage_writes_the_view_report(tmp_path) -> None:
         assert result.outputs[key] == str(out / rel) and (out / rel).exists()
     report = (out / "views/view_report.md").read_text()
     assert "only title" in report and "without global" in report and "cold_start" in report
+
+
+@pytest.mark.parametrize("backbone", ["lightgcn", "bpr"])
+def test_id_only_backbone_still_writes_the_views_output(tmp_path, backbone) -> None:
+    """``reports/evaluate/views`` is a DVC output: an ID-only run must create it (else dvc repro fails)."""
+    from cliper.stages.evaluate import run as evaluate
+    from cliper.stages.train import run as train
+
+    root = tmp_path / "proj"
+    (root / "data/ingested").mkdir(parents=True)
+    interactions().to_parquet(root / "data/ingested/interactions.parquet")
+    params = from_dict(
+        Params,
+        {
+            "train": {"backbone": backbone, "epochs": 2, "device": "cpu", "progress": False,
+                      "backbones": {backbone: {"embedding_size": DIM}}},
+            "evaluate": {"topk": [5, 10], "valid_metric": "recall@10"},
+            "tracking": {"enabled": False},
+        },
+    )  # fmt: skip
+    train(params, root)
+    result = evaluate(params, root)
+    report = root / "reports/evaluate/views/view_report.md"
+    assert result.outputs["view_report"] == str(report)
+    text = report.read_text()
+    assert f"{backbone} is an ID-only backbone" in text and "no view ablation" in text
