@@ -139,12 +139,18 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=REPO, help="project checkout to run in")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--keep", action="store_true", help="leave the last experiment in the workspace")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the runs already in demo_experiments.json (an interrupted run)")
     args = parser.parse_args()
     arms = {name: with_grid(o) for name, o in (ARMS | FUSION_FORMS).items()}
-    records: list[dict[str, Any]] = []
     out_json = args.out / "demo_experiments.json"
+    resumed = args.resume and out_json.exists()
+    records: list[dict[str, Any]] = io.read_json(out_json)["runs"] if resumed else []
+    done = {(r["arm"], r["catalog"], r["seed"]) for r in records}
     try:
         for catalog, (name, overrides), seed in itertools.product(args.catalogs, arms.items(), args.seeds):
+            if (name, catalog, seed) in done:
+                continue
             exp = slug(f"{name}-c{catalog}-s{seed}")
             rec = run_experiment(args.root, exp, {**overrides, "demo.seed": catalog, "train.seed": seed})
             records.append({"arm": name, "catalog": catalog, "seed": seed, "overrides": overrides, **rec})
