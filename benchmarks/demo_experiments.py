@@ -118,7 +118,7 @@ def report(records: list[dict[str, Any]], arms: list[str], catalogs: list[int], 
         pooled = [{**r, "seed": f"{r['catalog']}/{r['seed']}"} for r in rows]
         summary = summarise(pooled, arms)
         meta = {
-            "seeds": sorted({r["seed"] for r in pooled}),
+            "seeds": list(dict.fromkeys(r["seed"] for r in pooled)),  # run order, as the per-seed column
             "catalog": f"demo.seed={catalog}" if catalog is not None else f"{len(catalogs)} catalogs pooled",
             "features": "per experiment",
             "adapt_i2t_r10": ", ".join(sorted({f"{r['adapt_i2t_r10']:.3f}" for r in rows})),
