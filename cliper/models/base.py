@@ -137,9 +137,14 @@ class Recommender(nn.Module):
         self.n_users = int(data.n_users)
         self.n_items = int(data.n_items)
         self.config = dict(config)
-        self.feature_hash = features.content_hash if features is not None else None
+        self._features = features  # hashed only when the model is saved (the hash reads every byte)
         self.fusion = fusion if self.needs_features else None
         self._eval_cache: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def feature_hash(self) -> str | None:
+        """Content hash of the features the model was built with (``None`` for ID-only models)."""
+        return None if self._features is None else self._features.content_hash
 
     # ------------------------------------------------------------------ to implement
     def compute_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
