@@ -80,7 +80,7 @@ def run_experiment(root: Path, name: str, overrides: dict[str, Any]) -> dict[str
     # a rerun replaces an experiment of the same name; unchanged stages come from DVC's run cache
     subprocess.run(["dvc", "exp", "remove", name], cwd=root, capture_output=True, check=False)
     cmd = ["dvc", "exp", "run", "-n", name, *exp_args(overrides)]
-    started = time.perf_counter()
+    started, wall = time.perf_counter(), time.time()
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -88,6 +88,7 @@ def run_experiment(root: Path, name: str, overrides: dict[str, Any]) -> dict[str
     evaluate = io.read_json(root / params.evaluate.out_dir / "metrics.json")
     train = io.read_json(root / params.train.reports_dir / "metrics.json")
     mlflow = root / params.evaluate.out_dir / "mlflow.json"
+    fresh = mlflow.exists() and mlflow.stat().st_mtime >= wall
     adapt = io.read_json(root / params.clip.adapt.report_dir / "metrics.json")
     return {
         "experiment": name,
@@ -96,7 +97,9 @@ def run_experiment(root: Path, name: str, overrides: dict[str, Any]) -> dict[str
         "grid_size": train.get("grid_size", 1),
         "valid": evaluate["valid"],
         "test": evaluate["test"],
-        "mlflow_run_id": io.read_json(mlflow)["run_id"] if mlflow.exists() else None,
+        # a stage DVC restored from its run cache logs no new MLflow run: its run is the earlier one
+        "mlflow_run_id": io.read_json(mlflow)["run_id"] if fresh else None,
+        "restored_from_run_cache": not fresh,
         "adapt_i2t_r10": adapt["after"].get("i2t_recall@10"),
     }
 
