@@ -13,6 +13,10 @@ looks like it and the loss can only fall by learning what still differs.
 The neighbour table is rebuilt every epoch from the embeddings the training steps computed
 anyway (:class:`EmbeddingMemory`), so mining costs no extra forward pass. The number of steps per
 epoch stays ``n_train // batch_size``, so an epoch costs what a random one does.
+
+Off by default (``clip.adapt.hard_negatives: 0``): on the demo, with its ViT and 18 epochs, it left
+shape, pattern and material at chance; only longer runs with a conv tower moved pattern (0.39 ->
+0.45-0.49), past the demo's time budget (``benchmarks/feature_probe.py``).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import torch.nn.functional as F
 
 
 class EmbeddingMemory:
-    """Latest detached, normalised image embedding of every training item (rows in train order)."""
+    """Latest detached, normalised image embedding of every item seen in training (row = item index)."""
 
     def __init__(self, n_items: int):
         self.table: torch.Tensor | None = None
