@@ -16,6 +16,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import time
@@ -99,7 +100,9 @@ def markdown(records: list[dict], meta: dict) -> str:
         "# Real Amazon Baby: test metrics at the best valid epoch (MMRec protocol)",
         "",
         f"Data: `{meta['inter']}` ({meta['n_users']} users, {meta['n_items']} items); "
-        f"device {meta['device']}, torch threads {meta['threads']}. Written by `benchmarks/real_baby.py`.",
+        f"device {meta['device']}, torch threads {meta['threads']}; batches per epoch: "
+        f"{meta['settings'].get('batches_per_epoch') or 'MMRec (batches of 2048)'}. "
+        "Written by `benchmarks/real_baby.py`.",
         "",
         "| model | best epoch | epochs run | train s/epoch | R@10 | R@20 | N@10 | N@20 "
         "| target R@20 / N@20 | within ±5% |",
@@ -152,7 +155,7 @@ def main() -> None:
         if settings.device != "auto"
         else ("cuda" if torch.cuda.is_available() else "cpu"),
         "threads": torch.get_num_threads(),
-        "settings": settings.__dict__,
+        "settings": dataclasses.asdict(settings),
     }
     stem = f"real_baby{('_' + args.tag) if args.tag else ''}"
     io.write_json(args.out / f"{stem}.json", {"meta": meta, "results": records})
