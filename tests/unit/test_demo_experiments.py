@@ -1,0 +1,44 @@
+"""The demo benchmark's ``dvc exp run -S`` overrides, applied by DVC's own Hydra code to params.yaml.
+
+Each arm must reach the train stage exactly as written in ``benchmarks/demo_quality.py``: a
+quoted dict key or a dict value Hydra merges into ``train.backbones`` broke the LightGCN arm once.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from dvc.utils.hydra import apply_overrides
+
+from cliper.config import load_params
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import demo_experiments  # noqa: E402
+from demo_quality import ARMS, FUSION_FORMS, GRIDS, with_grid  # noqa: E402
+
+
+@pytest.mark.parametrize("arm", list(ARMS | FUSION_FORMS))
+def test_every_arm_reaches_params_as_written(arm: str, tmp_path: Path) -> None:
+    params_file = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", params_file)
+    overrides = {**with_grid((ARMS | FUSION_FORMS)[arm]), "demo.seed": 7, "train.seed": 1001}
+    args = demo_experiments.exp_args(overrides)
+    apply_overrides(params_file, args[1::2])  # what `dvc exp run -S ...` does to params.yaml
+    params = load_params(params_file)
+    backbone = overrides["train.backbone"]
+    assert params.train.backbone == backbone
+    assert params.train.backbones[backbone] == GRIDS[backbone]
+    assert (params.demo.seed, params.train.seed) == (7, 1001)
+    assert params.train.views == overrides.get("train.views")
+    assert params.train.fusion.normalize is overrides.get("train.fusion.normalize", False)
+
+
+def test_names_are_valid_experiment_names() -> None:
+    assert demo_experiments.slug("freedom+cliper(attention, normalised views)-c7-s999") == (
+        "freedom-cliper-attention-normalised-views-c7-s999"
+    )
