@@ -23,7 +23,7 @@ import torch
 
 from cliper import io
 from cliper.config import load_params
-from cliper.fusion import attention_weights
+from cliper.fusion import build_fusion
 
 REPO = Path(__file__).resolve().parents[1]
 ATTRIBUTES = ("category", "brand", "colour", "shape", "pattern", "material", "price_band", "size")
@@ -60,11 +60,14 @@ def main() -> None:
     views = np.load(folder / "text_views.npy")
     names = io.read_json(folder / "meta.json")["views"]
     tv, im = torch.as_tensor(views, dtype=torch.float32), torch.as_tensor(image, dtype=torch.float32)
-    weights = attention_weights(tv, im, params.train.fusion.temperature)
-    fused = torch.einsum("iv,vid->id", weights, tv).numpy()
+    with torch.no_grad():  # the train stage's own fusion (params.yaml: train.fusion), as FREEDOM gets it
+        fused, weights = build_fusion(params.train.fusion, len(names), tv.shape[-1])(tv, im)
+    fused = fused.numpy()
     rows = {"image": image} | {f"text: {n}": views[j] for j, n in enumerate(names)} | {"text: fused": fused}
     table = {"chance": chance(labels)} | {name: knn_purity(x, labels) for name, x in rows.items()}
-    mean_weights = ", ".join(f"{n} {w:.2f}" for n, w in zip(names, weights.mean(0).tolist(), strict=True))
+    mean_weights = "none" if weights is None else ", ".join(
+        f"{n} {w:.2f}" for n, w in zip(names, weights.mean(0).tolist(), strict=True)
+    )
     lines = [f"# kNN purity of `{folder}` ({K} neighbours, cosine) per latent attribute", "",
              f"Written by `benchmarks/feature_probe.py`. Mean attention weight per view: {mean_weights}.", "",
              "| features | " + " | ".join(ATTRIBUTES) + " |", "| --- |" + " --- |" * len(ATTRIBUTES)]

@@ -32,7 +32,7 @@ from cliper.config import FusionConfig  # noqa: E402
 from cliper.evaluate import Splits  # noqa: E402
 from cliper.fusion import build_fusion  # noqa: E402
 from cliper.models import Features, InteractionData, build_model, get_model_class  # noqa: E402
-from cliper.train import Trainer, TrainSettings, seed_everything  # noqa: E402
+from cliper.train import Trainer, TrainSettings, epoch_batch_size, seed_everything  # noqa: E402
 
 FEATURE_DIM, N_VIEWS = 768, 5  # CLIPER's width (Long-CLIP-L) and its five text views
 SEED = 999  # MMRec's default seed, as mmrec_run.py
@@ -91,8 +91,9 @@ def measure(
     if eval_users is not None and eval_users < n_valid:
         valid = _first_users(valid, eval_users)
     settings = TrainSettings(device="cpu", progress=False, seed=SEED)
-    if batches_per_epoch is not None:  # train.batches_per_epoch: the epoch cut into that many batches
-        settings = replace(settings, batch_size=-(-len(data.train_users) // batches_per_epoch))
+    if batches_per_epoch is not None:  # the trainer's batch for the whole epoch, fixed: _train times a subset
+        wanted = replace(settings, batches_per_epoch=batches_per_epoch)
+        settings = replace(settings, batch_size=epoch_batch_size(wanted, len(data.train_users)))
     trainer = Trainer(model, data.train_users, data.train_items, data.n_items, valid, settings)
     n_batches = -(-len(data.train_users) // settings.batch_size)
     epoch_s, eval_s, batch_s = [], [], []

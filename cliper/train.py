@@ -105,6 +105,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def epoch_batch_size(settings: TrainSettings, n_pairs: int) -> int:
+    """``batch_size``, or the epoch of ``n_pairs`` cut into ``batches_per_epoch`` batches."""
+    if settings.batches_per_epoch is None:
+        return settings.batch_size
+    return max(1, math.ceil(n_pairs / settings.batches_per_epoch))
+
+
 def config_hash(*parts: Any) -> str:
     """Short stable hash of JSON-able parts (names the checkpoint folder)."""
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
@@ -231,10 +238,8 @@ class Trainer:
         return distributed.mean_over_ranks(total, n_batches, self.dist)
 
     def batch_size(self, n_pairs: int) -> int:
-        """Pairs per optimiser step: ``batch_size``, or the epoch cut into ``batches_per_epoch``."""
-        if self.settings.batches_per_epoch is None:
-            return self.settings.batch_size
-        return max(1, math.ceil(n_pairs / self.settings.batches_per_epoch))
+        """Pairs per optimiser step for an epoch of ``n_pairs`` (:func:`epoch_batch_size`)."""
+        return epoch_batch_size(self.settings, n_pairs)
 
     def evaluate(self, target: EvalTarget) -> dict[str, float]:
         """Full-ranking metrics on ``target`` with the current weights (rank 0 computes, all receive)."""

@@ -161,12 +161,8 @@ def write_report(
     outputs["view_ablation"] = str(_write_csv(table, out_dir / ABLATION_FILE))
     cols = ["variant", f"recall@{k}", f"ndcg@{k}"]
     lines += ["## Inference-time ablation (test, trained weights kept)\n", _markdown(table, cols)]
-    if slices:
-        frame = pd.DataFrame([{"slice": n, **m} for n, m in slices.items()])
-        lines += ["## Test slices\n", _markdown(frame, ["slice", "n_users", "n_targets", *cols[1:]])]
-    with io.atomic_path(out_dir / REPORT_FILE) as tmp:
-        Path(tmp).write_text("\n".join(lines), encoding="utf-8")
-    outputs["view_report"] = str(out_dir / REPORT_FILE)
+    lines += _slices_section(slices, k)
+    outputs["view_report"] = _write_markdown(lines, out_dir)
     return outputs
 
 
@@ -189,10 +185,20 @@ def write_id_only_report(
         f"{backbone} is an ID-only backbone: it reads no item features, so there are no view weights "
         "and no view ablation. Train a multimodal backbone (vbpr, freedom, bm3) to get them.\n",
     ]
-    if slices:
-        frame = pd.DataFrame([{"slice": n, **m} for n, m in slices.items()])
-        cols = ["slice", "n_users", "n_targets", f"recall@{metric_k}", f"ndcg@{metric_k}"]
-        lines += ["## Test slices\n", _markdown(frame, cols)]
+    return _write_markdown(lines + _slices_section(slices, metric_k), out_dir)
+
+
+def _slices_section(slices: dict[str, dict[str, float]], k: int) -> list[str]:
+    """The test-slice table (cold start, missing image) of the report; none without slices."""
+    if not slices:
+        return []
+    frame = pd.DataFrame([{"slice": n, **m} for n, m in slices.items()])
+    cols = ["slice", "n_users", "n_targets", f"recall@{k}", f"ndcg@{k}"]
+    return ["## Test slices\n", _markdown(frame, cols)]
+
+
+def _write_markdown(lines: list[str], out_dir: Path) -> str:
+    """``<out_dir>/view_report.md``, written atomically; returns its path."""
     with io.atomic_path(out_dir / REPORT_FILE) as tmp:
         Path(tmp).write_text("\n".join(lines), encoding="utf-8")
     return str(out_dir / REPORT_FILE)

@@ -73,6 +73,11 @@ def slice_filters(params: Params, root: Path, splits: Splits) -> dict[str, np.nd
     return {name: m for name, m in filters.items() if m.any()}
 
 
+def _metric_k(params: Params) -> int:
+    """The K of ``evaluate.valid_metric`` (``recall@20`` -> 20): the cut-off the view report shows."""
+    return int(params.evaluate.valid_metric.split("@")[1])
+
+
 def _view_report(
     params: Params, model: Recommender, splits: Splits, features: Features, slices: dict, out: Path
 ) -> dict[str, str]:
@@ -84,7 +89,7 @@ def _view_report(
     settings = {
         "topk": sorted(e.topk),
         "batch_users": e.batch_users,
-        "metric_k": int(e.valid_metric.split("@")[1]),
+        "metric_k": _metric_k(params),
     }
     target = splits.target("test")
     return view_report.write_report(
@@ -129,7 +134,7 @@ def run(params: Params, root: Path) -> StageResult:
     else:  # views/ is a DVC output of the stage: an ID-only backbone says why it has no view analysis
         from cliper.view_report import write_id_only_report
 
-        k = int(e.valid_metric.split("@")[1])
+        k = _metric_k(params)
         outputs["view_report"] = write_id_only_report(meta["backbone"], slices, k, out / VIEW_REPORT_DIR)
     flat = {f"test_{k}": v for k, v in results["test"].items()}
     flat.update({f"valid_{e.valid_metric}": results["valid"][e.valid_metric]})
