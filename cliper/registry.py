@@ -41,6 +41,10 @@ TEST_PREFIX = "test/"  # the run metrics promotion compares: test/recall_at_20, 
 LEGACY_TEST_PREFIX = "test_"  # runs logged before the metric groups
 DECISION_TAG_RE = re.compile(r"promotion\.(\d+)\.decision")
 LOG_HEADING = "Promotion log (cliper promote):"
+# A tag written by two processes at once: the SQL store's upsert reads "absent" in both, and the
+# second INSERT hits the primary key. Its retry finds the row and updates it.
+TAG_WRITE_ATTEMPTS = 3
+DUPLICATE_KEY_MARKERS = ("UniqueViolation", "duplicate key value", "UNIQUE constraint failed", "IntegrityError")
 
 
 class PromotionRefused(CliperError):
@@ -87,7 +91,7 @@ def metric_key(name: str) -> str:
 def register_challenger(client: MlflowClient, name: str, version: str, tags: dict[str, Any]) -> None:
     """Tag the new ``version`` of ``name`` and point the ``challenger`` alias at it."""
     for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, str(value))
+        set_version_tag(client, name, version, key, str(value))
     client.set_registered_model_alias(name, CHALLENGER, version)
     logger.info("registered %s version %s as %s", name, version, CHALLENGER)
 
@@ -191,6 +195,28 @@ def promote(
     return decision
 
 
+def is_duplicate_key(error: MlflowException) -> bool:
+    """Whether ``error`` is the store refusing a second INSERT of the same key (a concurrent write)."""
+    return any(marker in str(error) for marker in DUPLICATE_KEY_MARKERS)
+
+
+def set_version_tag(client: MlflowClient, name: str, version: str, key: str, value: str) -> None:
+    """``client.set_model_version_tag``, safe against another process writing the same tag at once.
+
+    Concurrent ``cliper promote`` runs write the same tags (the decision, ``promotion.replaced_by``).
+    The loser of the INSERT race gets a duplicate-key error; the tag then exists, so writing it
+    again updates it (last writer wins, as for any tag). Other errors are raised at once.
+    """
+    for attempt in range(1, TAG_WRITE_ATTEMPTS + 1):
+        try:
+            client.set_model_version_tag(name, version, key, value)
+            return
+        except MlflowException as error:
+            if not is_duplicate_key(error) or attempt == TAG_WRITE_ATTEMPTS:
+                raise
+            logger.info("tag %s of %s v%s was written concurrently; writing it again", key, name, version)
+
+
 def _next_decision_number(tags: dict[str, str]) -> int:
     numbers = [int(m.group(1)) for key in tags if (m := DECISION_TAG_RE.fullmatch(key))]
     return max(numbers, default=0) + 1
@@ -221,12 +247,12 @@ def _apply(client: MlflowClient, decision: PromotionDecision) -> None:
         tags["promotion.champion_since"] = when
         tags["promotion.champion_reason"] = f"{decision.decision}: {decision.evidence.get('reason', '')}"
     for key, value in tags.items():
-        client.set_model_version_tag(decision.model, decision.challenger_version, key, value)
+        set_version_tag(client, decision.model, decision.challenger_version, key, value)
     if becomes_champion:
         client.set_registered_model_alias(decision.model, CHAMPION, decision.challenger_version)
         if decision.champion_version is not None:
-            client.set_model_version_tag(decision.model, decision.champion_version, "promotion.replaced_by",
-                                         decision.challenger_version)
+            set_version_tag(client, decision.model, decision.champion_version, "promotion.replaced_by",
+                            decision.challenger_version)
     _append_log(client, decision, when)
 
 

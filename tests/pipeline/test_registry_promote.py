@@ -152,3 +152,47 @@ def test_cli_promote(store: MlflowClient, tmp_path: Path) -> None:
     refused = runner.invoke(app, base)
     assert refused.exit_code == 2 and "different data/split" in refused.output
     assert "--dry-run" in runner.invoke(app, ["promote", "--help"]).output
+
+
+def test_a_tag_written_concurrently_by_another_promote_does_not_fail_this_one(
+        store: MlflowClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race of concurrent ``cliper promote`` runs, replayed on the real store.
+
+    Another process writes ``promotion.replaced_by`` after this one's upsert looked for it and
+    found nothing, so this one's INSERT hits the primary key (a real SQLite IntegrityError).
+    """
+    from mlflow.store.model_registry.dbmodels.models import SqlModelVersionTag
+    from sqlalchemy.orm import Session
+
+    add_version(store, 0.10)
+    registry.promote(NAME)
+    add_version(store, 0.12)
+    merge, raced = Session.merge, []
+
+    def racing_merge(session: Session, row, *args, **kwargs):
+        if isinstance(row, SqlModelVersionTag) and row.key == "promotion.replaced_by" and not raced:
+            raced.append(row.version)
+            MlflowClient(store.tracking_uri).set_model_version_tag(NAME, "1", row.key, "2")  # the other process
+            session.add(row)  # this one saw no row: a plain INSERT
+            return row
+        return merge(session, row, *args, **kwargs)
+
+    monkeypatch.setattr(Session, "merge", racing_merge)
+    decision = registry.promote(NAME)
+    assert raced == [1], "the race was not replayed"
+    assert decision.decision == "promoted" and champion(store) == "2"
+    assert store.get_model_version(NAME, "1").tags["promotion.replaced_by"] == "2"
+
+
+def test_other_tag_errors_are_not_retried(store: MlflowClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    add_version(store, 0.10)
+    calls = []
+
+    def refuse(*args, **kwargs):
+        calls.append(args)
+        raise mlflow.exceptions.MlflowException("permission denied")
+
+    monkeypatch.setattr(store, "set_model_version_tag", refuse)
+    with pytest.raises(mlflow.exceptions.MlflowException, match="permission denied"):
+        registry.set_version_tag(store, NAME, "1", "promotion.decision", "x")
+    assert len(calls) == 1
