@@ -164,6 +164,9 @@ class TrainConfig:
     reports_dir: str = "reports/train"
     cache_dir: str = ".cache/cliper/train"  # per-run checkpoints (resume after a kill)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)  # torchrun / DDP
+    # Fusions retrained at the chosen grid point for the view report (cliper/fusion_comparison.py).
+    compare_fusions: list[str] = field(default_factory=list)
+    fusions_dir: str = "models/fusions"
 
 
 @dataclass(frozen=True)

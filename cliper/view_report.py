@@ -15,6 +15,10 @@ ablations. For a trained multimodal model this module computes:
   each view without retraining; the retrained ablation is one experiment per row
   (``dvc exp run -S 'train.views=[title]'``, ``-S train.fusion.name=self_attention``).
   A learnable or ``concat`` fusion is tied to its views and width, so it gets no ablation rows.
+* **Retrained fusions** (``fusions.csv``): with ``train.compare_fusions`` (e.g. ``[mean, concat,
+  self_attention]``) the train stage retrains each at the chosen grid point
+  (:mod:`cliper.fusion_comparison`); the table puts their best epoch, valid and test metrics
+  beside the trained model's, all under the same tuning budget.
 * ``view_report.md``: both tables plus the test slices (cold start, missing image) the stage computed.
 """
 
@@ -39,6 +43,7 @@ from cliper.models.multimodal import MultimodalRecommender
 logger = logging.getLogger(__name__)
 
 WEIGHTS_FILE, ABLATION_FILE, REPORT_FILE = "view_weights.csv", "ablation.csv", "view_report.md"
+FUSIONS_FILE = "fusions.csv"
 HIST_FILE = "view_weights_hist.png"
 # Trained tables that hold a copy of the fused text feature: rebuilt from the ablated views.
 FEATURE_STATE_KEYS = ("text_table",)
@@ -138,11 +143,15 @@ def write_report(
     slices: dict[str, dict[str, float]],
     out_dir: Path,
     plots_dir: Path,
+    fusions: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, str]:
     """Write the tables, the histogram and ``view_report.md``; returns the output paths.
 
     Args:
-        settings: ``topk`` (list of K), ``batch_users`` and ``metric_k`` (the K shown in the markdown).
+        settings: ``topk`` (list of K), ``batch_users``, ``metric_k`` (the K shown in the markdown)
+            and ``valid_metric`` (the selection metric shown for the retrained fusions).
+        fusions: per fusion, ``best_epoch``, ``valid`` and ``test`` metrics and ``trained`` (the
+            stage's :func:`cliper.stages.evaluate.compared_fusions`); none: no fusion table.
     """
     outputs: dict[str, str] = {}
     lines = [f"# View report: {model.name}, views {', '.join(features.view_names)}\n"]
@@ -161,9 +170,26 @@ def write_report(
     outputs["view_ablation"] = str(_write_csv(table, out_dir / ABLATION_FILE))
     cols = ["variant", f"recall@{k}", f"ndcg@{k}"]
     lines += ["## Inference-time ablation (test, trained weights kept)\n", _markdown(table, cols)]
+    if fusions:
+        frame = fusion_table(fusions, settings["valid_metric"], k)
+        outputs["fusions"] = str(_write_csv(frame, out_dir / FUSIONS_FILE))
+        lines += ["## Fusions retrained at the chosen grid point (same epochs, patience and seed)\n",
+                  _markdown(frame, list(frame.columns))]
     lines += _slices_section(slices, k)
     outputs["view_report"] = _write_markdown(lines, out_dir)
     return outputs
+
+
+def fusion_table(fusions: dict[str, dict[str, Any]], valid_metric: str, k: int) -> pd.DataFrame:
+    """One row per fusion: best epoch, the valid score it was selected on, test recall/NDCG@k."""
+    return pd.DataFrame([
+        {"fusion": name + (" (trained model)" if row.get("trained") else ""),
+         "best_epoch": str(row.get("best_epoch")),
+         f"valid {valid_metric}": float(row["valid"].get(valid_metric, np.nan)),
+         f"test recall@{k}": float(row["test"][f"recall@{k}"]),
+         f"test ndcg@{k}": float(row["test"][f"ndcg@{k}"])}
+        for name, row in fusions.items()
+    ])
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> Path:

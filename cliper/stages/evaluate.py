@@ -11,6 +11,8 @@ and test at every K of ``evaluate.topk`` (protocol: :mod:`cliper.evaluate`) and 
 Writes ``<evaluate.out_dir>/metrics.json`` and ``<evaluate.out_dir>/plots/metrics_at_k.png``; for
 a multimodal model also the view report (:mod:`cliper.view_report`): ``<evaluate.out_dir>/views/``
 (``view_report.md``, ``view_weights.csv``, ``ablation.csv``) and ``plots/view_weights_hist.png``.
+Fusions the train stage retrained for comparison (``train.fusions_dir``) are scored on test too:
+``metrics.json`` ``fusions`` and the report's fusion table (``fusions.csv``).
 """
 
 from __future__ import annotations
@@ -78,10 +80,36 @@ def _metric_k(params: Params) -> int:
     return int(params.evaluate.valid_metric.split("@")[1])
 
 
+def compared_fusions(
+    params: Params, root: Path, model: Recommender, meta: dict[str, Any], splits: Splits, features: Features
+) -> dict[str, dict[str, Any]]:
+    """Per fusion (the trained one first): best epoch, valid and test metrics (``train.fusions_dir``)."""
+    from cliper.fusion_comparison import load_compared
+
+    e = params.evaluate
+    data = InteractionData(splits.n_users, splits.n_items, splits.users["train"], splits.items["train"])
+    try:
+        compared = load_compared(root / params.train.fusions_dir, data, features)
+    except ValueError as exc:
+        raise DataError(str(exc)) from exc
+    if not compared:
+        return {}
+    device = next(model.parameters()).device
+    target, topk = splits.target("test"), sorted(e.topk)
+    rows = {meta.get("fusion") or model.fusion.name: (model, meta)}
+    rows |= {name: (m.to(device), record) for name, (m, record) in compared.items()}
+    return {
+        name: {"trained": name == next(iter(rows)), "best_epoch": record.get("best_epoch"),
+               "valid": record.get("valid", {}), "test": evaluate_model(m, target, topk, e.batch_users)}
+        for name, (m, record) in rows.items()
+    }
+
+
 def _view_report(
-    params: Params, model: Recommender, splits: Splits, features: Features, slices: dict, out: Path
+    params: Params, model: Recommender, splits: Splits, features: Features, slices: dict,
+    fusions: dict[str, dict[str, Any]], out: Path,
 ) -> dict[str, str]:
-    """Weights per view, inference-time view ablation and slices (:mod:`cliper.view_report`)."""
+    """Weights per view, inference-time view ablation, retrained fusions and slices (:mod:`cliper.view_report`)."""
     from cliper import view_report
 
     e = params.evaluate
@@ -90,10 +118,11 @@ def _view_report(
         "topk": sorted(e.topk),
         "batch_users": e.batch_users,
         "metric_k": _metric_k(params),
+        "valid_metric": e.valid_metric,
     }
     target = splits.target("test")
     return view_report.write_report(
-        model, data, features, target, settings, slices, out / VIEW_REPORT_DIR, out / "plots"
+        model, data, features, target, settings, slices, out / VIEW_REPORT_DIR, out / "plots", fusions
     )
 
 
@@ -114,12 +143,14 @@ def run(params: Params, root: Path) -> StageResult:
                 "n_users": target.n_users,
                 "n_targets": int(target.pos_len.sum()),
             }
+    fusions = compared_fusions(params, root, model, meta, splits, features) if features is not None else {}
     metrics = {
         "backbone": meta["backbone"],
         "fusion": meta.get("fusion"),
         "best_epoch": meta.get("best_epoch"),
         **results,
         "slices": slices,
+        "fusions": fusions,
     }
     out = root / e.out_dir
     outputs = {"metrics": str(io.write_json(out / "metrics.json", metrics))}
@@ -130,7 +161,7 @@ def run(params: Params, root: Path) -> StageResult:
     }
     outputs["plot"] = str(plots.plot_metrics_at_k(groups, out / "plots" / "metrics_at_k.png"))
     if features is not None:
-        outputs.update(_view_report(params, model, splits, features, slices, out))
+        outputs.update(_view_report(params, model, splits, features, slices, fusions, out))
     else:  # views/ is a DVC output of the stage: an ID-only backbone says why it has no view analysis
         from cliper.view_report import write_id_only_report
 

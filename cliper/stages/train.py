@@ -5,7 +5,9 @@ Reads ``<ingest.out_dir>/interactions.parquet`` and (multimodal backbones) the f
 point of the grid in ``train.backbones.<backbone>`` (list values) and keeps the one with the
 best valid score; writes ``train.out_dir`` (``model.pt``, ``config.json``, ``embeddings.npz``,
 ``train_meta.json``) and ``train.reports_dir`` (``metrics.json``, ``history.json``,
-``view_weights.csv``, PNG plots). Checkpoints live under
+``view_weights.csv``, PNG plots). With ``train.compare_fusions`` it then retrains each listed
+fusion at the chosen point into ``train.fusions_dir`` (:mod:`cliper.fusion_comparison`; written,
+possibly empty, for every backbone). Checkpoints live under
 ``train.cache_dir/<hash of data + features + config>/`` so a killed run resumes.
 """
 
@@ -25,6 +27,7 @@ from cliper.errors import CliperError
 from cliper.evaluate import Splits
 from cliper.features import load_features
 from cliper.fusion import build_fusion, list_fusions
+from cliper.fusion_comparison import TrainData, compared_fusions, save_compared, train_compared
 from cliper.graphs import configure_cache
 from cliper.grid import TRAINER_GRID_KEYS, expand_grid, grid_search, split_point
 from cliper.models import Features, InteractionData, build_model, get_model_class, resolve_config
@@ -108,11 +111,16 @@ def check_names(params: Params, n_views: int | None, dim: int | None) -> type:
         raise CliperError(
             f"params.yaml train.fusion.name: unknown fusion '{t.fusion.name}'; choose one of {list_fusions()}"
         )
+    try:
+        compared = compared_fusions(t)
+    except ValueError as exc:
+        raise CliperError(f"params.yaml {exc}") from exc
     if n_views is not None and dim is not None:
-        try:
-            build_fusion(t.fusion, n_views, dim)
-        except ValueError as exc:
-            raise CliperError(f"params.yaml train.fusion: {exc}") from exc
+        for key, cfg in [("train.fusion", t.fusion)] + [("train.compare_fusions", c) for c in compared]:
+            try:
+                build_fusion(cfg, n_views, dim)
+            except ValueError as exc:
+                raise CliperError(f"params.yaml {key} ({cfg.name}): {exc}") from exc
     return cls
 
 
@@ -230,9 +238,14 @@ def _run(params: Params, root: Path) -> StageResult:
         cache_dir=root / t.cache_dir,
         cache_key=key,
     )
+    chosen = result.points[result.best_index]
+    compared = {}
+    if inputs.features is not None and compared_fusions(t):
+        data = TrainData(inputs.data, inputs.features, valid, test)
+        compared = train_compared(compared_fusions(t), chosen["point"], t.backbone, data, settings,
+                                  (root / t.cache_dir, key))
     if not distributed.is_main():
         return StageResult(stage="train", outputs={}, metrics={})
-    chosen = result.points[result.best_index]
     state = result.trainer.state
     metrics = {
         "backbone": t.backbone,
@@ -270,6 +283,7 @@ def _run(params: Params, root: Path) -> StageResult:
         f"valid_{settings.valid_metric}",
     )
     outputs["model"] = str(out_dir)
+    outputs["fusions"] = str(save_compared(compared, root / t.fusions_dir))
     flat = {
         "best_epoch": metrics["best_epoch"],
         **{f"valid_{k}": v for k, v in chosen["valid"].items()},

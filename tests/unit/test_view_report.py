@@ -167,3 +167,72 @@ def test_id_only_backbone_still_writes_the_views_output(tmp_path, backbone) -> N
     assert result.outputs["view_report"] == str(report)
     text = report.read_text()
     assert f"{backbone} is an ID-only backbone" in text and "no view ablation" in text
+
+
+def _fusion_project(tmp_path, backbone: str = "freedom", compare: list[str] | None = None):  # noqa: ANN202
+    root = tmp_path / "proj"
+    (root / "data/ingested").mkdir(parents=True)
+    interactions().to_parquet(root / "data/ingested/interactions.parquet")
+    text, image = arrays()
+    write_features(root / "data/features", text, image, list(VIEWS))
+    config = SMALL if backbone == "freedom" else {"embedding_size": DIM}
+    params = from_dict(Params, {
+        "train": {"backbone": backbone, "epochs": 3, "device": "cpu", "progress": False,
+                  "backbones": {backbone: {**config, "reg_weight": [0.0, 0.1]} if backbone == "freedom" else config},
+                  "compare_fusions": ["mean", "concat", "self_attention"] if compare is None else compare},
+        "evaluate": {"topk": [5, 10], "valid_metric": "recall@10"},
+        "tracking": {"enabled": False},
+    })  # fmt: skip
+    return root, params
+
+
+def test_retrained_fusions_sit_beside_the_trained_model(tmp_path) -> None:
+    """train.compare_fusions: each fusion retrained at the chosen point, scored on test by evaluate."""
+    from cliper import io
+    from cliper.models import Recommender
+    from cliper.stages.evaluate import run as evaluate
+    from cliper.stages.train import run as train
+
+    root, params = _fusion_project(tmp_path)
+    train(params, root)
+    meta = io.read_json(root / "models/recommender/train_meta.json")
+    listing = {e.pop("name"): e for e in io.read_json(root / "models/fusions/comparison.json")["fusions"]}
+    assert list(listing) == ["mean", "concat", "self_attention"]
+    s = Splits.from_frame(interactions())
+    data = InteractionData(s.n_users, s.n_items, s.users["train"], s.items["train"])
+    text, image = arrays()
+    features = Features(torch.from_numpy(image), torch.from_numpy(text), VIEWS)
+    target = s.target("test")
+    evaluate(params, root)
+    fusions = io.read_json(root / "reports/evaluate/metrics.json")["fusions"]
+    assert sorted(fusions) == ["attention", "concat", "mean", "self_attention"] and fusions["attention"]["trained"]
+    for name, record in listing.items():
+        assert record["point"] == meta["point"], "every fusion is trained at the chosen grid point"
+        model = Recommender.load(root / "models/fusions" / name, data, features).eval()
+        assert model.fusion.name == name
+        assert fusions[name]["test"] == pytest.approx(evaluate_model(model, target, [5, 10], 4096))
+        assert fusions[name]["valid"] == record["valid"] and not fusions[name]["trained"]
+    assert fusions["concat"]["test"] != fusions["attention"]["test"]
+    table = pd.read_csv(root / "reports/evaluate/views/fusions.csv")
+    assert table["fusion"].tolist() == ["attention (trained model)", "mean", "concat", "self_attention"]
+    report = (root / "reports/evaluate/views/view_report.md").read_text()
+    assert "Fusions retrained at the chosen grid point" in report and "| self_attention |" in report
+
+
+def test_compare_fusions_empty_or_id_only_writes_an_empty_listing(tmp_path) -> None:
+    from cliper import io
+    from cliper.stages.train import run as train
+
+    root, params = _fusion_project(tmp_path, backbone="lightgcn")
+    train(params, root)  # an ID-only backbone has no text to fuse: nothing retrained, the DVC out exists
+    assert io.read_json(root / "models/fusions/comparison.json") == {"fusions": []}
+
+
+def test_an_unknown_compared_fusion_is_refused_before_training(tmp_path) -> None:
+    from cliper.errors import CliperError
+    from cliper.stages.train import run as train
+
+    root, params = _fusion_project(tmp_path, compare=["mean", "gated"])
+    with pytest.raises(CliperError, match=r"train.compare_fusions: unknown fusion\(s\) \['gated'\]"):
+        train(params, root)
+    assert not (root / "models").exists()
