@@ -34,6 +34,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+import numpy as np  # noqa: E402
 from demo_quality import ARMS, FUSION_FORMS, GRIDS, METRIC, markdown, summarise, with_grid  # noqa: E402
 
 from cliper import io  # noqa: E402
@@ -101,7 +102,26 @@ def run_experiment(root: Path, name: str, overrides: dict[str, Any]) -> dict[str
         "mlflow_run_id": io.read_json(mlflow)["run_id"] if fresh else None,
         "restored_from_run_cache": not fresh,
         "adapt_i2t_r10": adapt["after"].get("i2t_recall@10"),
+        "test_ci": evaluate.get("test_ci"),  # bootstrap over test users (evaluate.bootstrap)
+        "fusions": evaluate.get("fusions") or {},  # train.compare_fusions, retrained at the chosen point
     }
+
+
+def fusion_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The retrained fusions of every run (train.compare_fusions) as records of their own arm."""
+    return [{**r, "arm": f"{r['arm']} -> {name} (retrained)", "test": row["test"], "fusions": {}}
+            for r in records for name, row in (r.get("fusions") or {}).items() if not row.get("trained")]
+
+
+def resolution(rows: list[dict[str, Any]]) -> str:
+    """One line: the bootstrap sd over test users of a single run's figure (what one run can resolve)."""
+    rel = [r["test_ci"][METRIC]["rel_sd"] for r in rows if r.get("test_ci") and METRIC in r["test_ci"]]
+    if not rel:
+        return ""
+    users = sorted({r["test_ci"]["n_users"] for r in rows if r.get("test_ci")})
+    return (f"Test-set resolution: the bootstrap sd over test users ({', '.join(map(str, users))} users) of one "
+            f"run's test {METRIC} is {100 * np.mean(rel):.1f}% of its value on average "
+            f"({100 * min(rel):.1f}-{100 * max(rel):.1f}% over {len(rel)} runs).\n")
 
 
 def restore(root: Path) -> None:
@@ -115,6 +135,8 @@ def report(records: list[dict[str, Any]], arms: list[str], catalogs: list[int], 
     parts = ["# Demo quality as DVC experiments", "",
              f"`benchmarks/demo_experiments.py`: catalogs (demo.seed) {catalogs} x train seeds {seeds}, "
              f"one `dvc exp run` each; grid {json.dumps(GRIDS)} chosen on valid.", ""]
+    records = records + fusion_records(records)
+    arms = arms + [a for a in dict.fromkeys(r["arm"] for r in records) if a not in arms]
     for catalog in catalogs + [None]:
         rows = [r for r in records if catalog is None or r["catalog"] == catalog]
         # a replicate is (catalog, seed); summarise pairs arms by the "seed" key
@@ -130,7 +152,7 @@ def report(records: list[dict[str, Any]], arms: list[str], catalogs: list[int], 
         }
         body = markdown(summary, meta).split("\n", 2)[2]  # drop the single-run title
         title = f"catalog demo.seed={catalog}" if catalog is not None else "pooled (catalog x seed)"
-        parts += [f"## {title}", body]
+        parts += [f"## {title}", resolution([r for r in rows if "(retrained)" not in r["arm"]]), body]
     return "\n".join(parts)
 
 

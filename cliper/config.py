@@ -170,6 +170,15 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class BootstrapConfig:
+    """Bootstrap over test users of the headline metric (cliper/uncertainty.py)."""
+
+    n_resamples: int = field(default=1000, metadata={"ge": 1})
+    level: float = field(default=0.95, metadata={"gt": 0, "lt": 1})
+    seed: int = field(default=0, metadata={"ge": 0})
+
+
+@dataclass(frozen=True)
 class EvaluateConfig:
     """Full-ranking evaluation of the trained model (stage ``evaluate``)."""
 
@@ -177,6 +186,7 @@ class EvaluateConfig:
     valid_metric: str = "recall@20"
     batch_users: int = 4096
     cold_start_max_train: int = 5  # cold-start slice: test targets with <= this many train interactions
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)  # test_ci of recall/ndcg@K
     out_dir: str = "reports/evaluate"
 
 

@@ -156,34 +156,39 @@ class EvalTarget:
 # --------------------------------------------------------------------------- metrics
 
 
-def metrics_from_hits(hits: np.ndarray, pos_len: np.ndarray, topk: Sequence[int]) -> dict[str, float]:
-    """MMRec's Recall/NDCG/Precision/MAP at each K from a ``[users, max_k]`` hit matrix.
+def per_user_metrics(hits: np.ndarray, pos_len: np.ndarray) -> dict[str, np.ndarray]:
+    """MMRec's per-user Recall/NDCG/Precision/MAP at every rank: ``{name: [users, max_k]}`` float64.
 
     Args:
         hits: bool, ``hits[u, r]`` = the item at rank ``r + 1`` is a target of user ``u``.
         pos_len: number of targets per user (> 0).
-        topk: the cut-offs (each <= ``hits.shape[1]``).
-
-    Returns:
-        ``{"recall@20": ..., "ndcg@20": ..., "precision@20": ..., "map@20": ..., ...}``.
     """
     hits = np.asarray(hits, dtype=np.float64)
     pos_len = np.asarray(pos_len, dtype=np.float64)[:, None]
     if hits.shape[0] == 0:
         raise ValueError("no users to evaluate (every user has an empty target list)")
-    max_k = hits.shape[1]
-    ranks = np.arange(1, max_k + 1, dtype=np.float64)
+    ranks = np.arange(1, hits.shape[1] + 1, dtype=np.float64)
     cum = hits.cumsum(axis=1)
     discount = 1.0 / np.log2(ranks + 1.0)
     ideal = np.minimum(pos_len, ranks).astype(np.int64)  # min(n, k) per user and rank
     idcg = np.cumsum(discount)[ideal - 1]
     precision = cum / ranks
-    per_user = {
+    return {
         "recall": cum / pos_len,
         "ndcg": np.cumsum(hits * discount, axis=1) / idcg,
         "precision": precision,
         "map": np.cumsum(precision * hits, axis=1) / ideal,
     }
+
+
+def metrics_from_hits(hits: np.ndarray, pos_len: np.ndarray, topk: Sequence[int]) -> dict[str, float]:
+    """MMRec's Recall/NDCG/Precision/MAP at each K (the mean over users of :func:`per_user_metrics`).
+
+    Returns:
+        ``{"recall@20": ..., "ndcg@20": ..., "precision@20": ..., "map@20": ..., ...}``.
+    """
+    per_user = per_user_metrics(hits, pos_len)
+    max_k = np.shape(hits)[1]
     out: dict[str, float] = {}
     for k in topk:
         if not 1 <= k <= max_k:
@@ -254,15 +259,22 @@ def evaluate(
     return metrics_from_hits(hits, target.pos_len, topk)
 
 
-def evaluate_model(
-    model: torch.nn.Module, target: EvalTarget, topk: Sequence[int], batch_users: int
-) -> dict[str, float]:
-    """:func:`evaluate` with ``model.full_sort_predict`` in eval mode (restores the mode after)."""
+def model_hits(model: torch.nn.Module, target: EvalTarget, max_k: int, batch_users: int) -> np.ndarray:
+    """:func:`rank_hits` of ``model.full_sort_predict`` in eval mode (restores the mode after)."""
     was_training = model.training
     model.eval()
     try:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
         # full_sort_predict returns a fresh product (Recommender.full_sort_predict), masked in place
-        return evaluate(model.full_sort_predict, target, topk, batch_users, device, owns_scores=True)
+        return rank_hits(model.full_sort_predict, target, max_k, batch_users, device, owns_scores=True)
     finally:
         model.train(was_training)
+
+
+def evaluate_model(
+    model: torch.nn.Module, target: EvalTarget, topk: Sequence[int], batch_users: int
+) -> dict[str, float]:
+    """:func:`evaluate` of ``model`` (:func:`model_hits`)."""
+    if target.n_users == 0:
+        raise ValueError("nothing to evaluate: no user has a target item in this split/slice")
+    return metrics_from_hits(model_hits(model, target, max(topk), batch_users), target.pos_len, topk)

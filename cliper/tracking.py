@@ -47,6 +47,7 @@ LOCAL_SCHEMES = ("sqlite", "file", "")
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
 # Metric groups (the MLflow UI groups charts by the prefix before "/").
 EPOCH_PREFIX, VALID_PREFIX, SLICE_PREFIX, TRAIN_PREFIX = "epoch/", "valid/", "slice/", "train/"
+CI_PREFIX, FUSION_PREFIX = "test_ci/", "fusion/"  # evaluate's bootstrap interval; retrained fusions
 EPOCH_TIMES_FILE = "epoch_times.json"  # written by the train stage
 VALIDATION_REPORT = "report.html"  # the validate stage's self-contained page
 MODEL_ARTIFACT = "model"
@@ -237,7 +238,8 @@ def run_metrics(train_metrics: dict[str, Any], eval_metrics: dict[str, Any]) -> 
     """Every final metric once, grouped by prefix for the MLflow UI.
 
     ``test/*`` and ``valid/*`` come from the evaluate stage (its ``test`` block is what promotion
-    compares), ``slice/<name>/*`` from its slices, ``train/*`` from the train stage's scalars
+    compares), ``slice/<name>/*`` from its slices, ``test_ci/*`` the bootstrap interval over
+    test users, ``fusion/<name>/*`` the fusions retrained for comparison, ``train/*`` from the train stage's scalars
     (best epoch, epochs run, seconds per epoch); the train stage's own copies of valid/test
     metrics are left out, the evaluate stage recomputes them.
     """
@@ -246,6 +248,10 @@ def run_metrics(train_metrics: dict[str, Any], eval_metrics: dict[str, Any]) -> 
         out.update(flat_metrics(eval_metrics["valid"], VALID_PREFIX))
     for name, block in (eval_metrics.get("slices") or {}).items():
         out.update(flat_metrics(block, f"{SLICE_PREFIX}{name}/"))
+    if isinstance(eval_metrics.get("test_ci"), dict):  # bootstrap interval over test users
+        out.update(flat_metrics(eval_metrics["test_ci"], CI_PREFIX))
+    for name, block in (eval_metrics.get("fusions") or {}).items():  # retrained fusions, test metrics
+        out.update(flat_metrics(block.get("test", {}), f"{FUSION_PREFIX}{name}/"))
     scalars = {k: v for k, v in train_metrics.items() if not isinstance(v, dict)}
     out.update(flat_metrics(scalars, TRAIN_PREFIX))
     return out

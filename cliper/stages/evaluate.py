@@ -11,7 +11,8 @@ and test at every K of ``evaluate.topk`` (protocol: :mod:`cliper.evaluate`) and 
 Writes ``<evaluate.out_dir>/metrics.json`` and ``<evaluate.out_dir>/plots/metrics_at_k.png``; for
 a multimodal model also the view report (:mod:`cliper.view_report`): ``<evaluate.out_dir>/views/``
 (``view_report.md``, ``view_weights.csv``, ``ablation.csv``) and ``plots/view_weights_hist.png``.
-Fusions the train stage retrained for comparison (``train.fusions_dir``) are scored on test too:
+``test_ci`` is a bootstrap interval over test users of recall and NDCG at the valid metric's
+K (``evaluate.bootstrap``; :mod:`cliper.uncertainty`). Fusions the train stage retrained for comparison (``train.fusions_dir``) are scored on test too:
 ``metrics.json`` ``fusions`` and the report's fusion table (``fusions.csv``).
 """
 
@@ -27,7 +28,7 @@ import pandas as pd
 from cliper import io, plots
 from cliper.config import Params
 from cliper.errors import DataError
-from cliper.evaluate import Splits, evaluate_model
+from cliper.evaluate import EvalTarget, Splits, evaluate_model, metrics_from_hits, model_hits, per_user_metrics
 from cliper.models import Features, InteractionData, Recommender, get_model_class
 from cliper.stages import StageResult
 from cliper.train import resolve_device
@@ -126,13 +127,31 @@ def _view_report(
     )
 
 
+def test_interval(params: Params, hits: np.ndarray, target: EvalTarget) -> dict[str, Any]:
+    """Bootstrap interval over test users of recall and NDCG at the valid metric's K (``test_ci``)."""
+    from cliper.uncertainty import bootstrap_interval
+
+    b, k = params.evaluate.bootstrap, _metric_k(params)
+    per_user = per_user_metrics(hits[:, :k], target.pos_len)
+    out: dict[str, Any] = {"level": b.level, "n_resamples": b.n_resamples, "n_users": target.n_users}
+    for name in ("recall", "ndcg"):
+        out[f"{name}@{k}"] = bootstrap_interval(per_user[name][:, k - 1], b.n_resamples, b.level, b.seed)
+    r = out[f"recall@{k}"]
+    logger.info("test recall@%d %.4f, %d%% interval %.4f-%.4f (bootstrap sd %.1f%% over %d test users)",
+                k, r["mean"], round(100 * b.level), r["low"], r["high"], 100 * r["rel_sd"], target.n_users)
+    return out
+
+
 def run(params: Params, root: Path) -> StageResult:
     """Evaluate the trained model and write metrics + plot."""
     e = params.evaluate
     model, splits, meta, features = load_trained(params, root)
     topk = sorted(e.topk)
+    test = splits.target("test")
+    test_hits = model_hits(model, test, max(topk), e.batch_users)
     results: dict[str, Any] = {
-        split: evaluate_model(model, splits.target(split), topk, e.batch_users) for split in ("valid", "test")
+        "valid": evaluate_model(model, splits.target("valid"), topk, e.batch_users),
+        "test": metrics_from_hits(test_hits, test.pos_len, topk),
     }
     slices: dict[str, Any] = {}
     for name, mask in slice_filters(params, root, splits).items():
@@ -151,6 +170,7 @@ def run(params: Params, root: Path) -> StageResult:
         **results,
         "slices": slices,
         "fusions": fusions,
+        "test_ci": test_interval(params, test_hits, test),
     }
     out = root / e.out_dir
     outputs = {"metrics": str(io.write_json(out / "metrics.json", metrics))}

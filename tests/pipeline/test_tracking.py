@@ -13,7 +13,9 @@ from cliper.io import sha256_file
 from tests.pipeline.conftest import EPOCH_END_TIMES
 
 EVAL = {"backbone": "lightgcn", "valid": {"recall@20": 0.12}, "test": {"recall@20": 0.25, "ndcg@20": 0.125},
-        "slices": {"cold": {"recall@20": 0.05}}}
+        "slices": {"cold": {"recall@20": 0.05}},
+        "test_ci": {"level": 0.95, "recall@20": {"low": 0.2, "high": 0.3}},
+        "fusions": {"concat": {"trained": False, "best_epoch": 3, "test": {"recall@20": 0.22}}}}
 
 
 def test_uri_precedence_env_then_params_then_project_db(
@@ -74,7 +76,11 @@ def test_log_and_register_writes_run_metrics_artifacts_and_challenger(
     assert metrics["slice/cold/recall_at_20"] == pytest.approx(0.05)
     assert metrics["valid/recall_at_20"] == pytest.approx(0.12)
     assert metrics["train/best_epoch"] == 2
+    assert metrics["test_ci/recall_at_20.low"] == pytest.approx(0.2) and metrics["test_ci/level"] == 0.95
+    assert metrics["fusion/concat/recall_at_20"] == pytest.approx(0.22)
     assert sorted(metrics) == sorted({"test/recall_at_20", "test/ndcg_at_20", "slice/cold/recall_at_20",
+                                      "test_ci/level", "test_ci/recall_at_20.low", "test_ci/recall_at_20.high",
+                                      "fusion/concat/recall_at_20",
                                       "valid/recall_at_20", "train/best_epoch", "epoch/train_loss",
                                       "epoch/valid_recall_at_20"}), "each metric once"
     history = client.get_metric_history(result["run_id"], "epoch/valid_recall_at_20")

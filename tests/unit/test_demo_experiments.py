@@ -42,3 +42,22 @@ def test_names_are_valid_experiment_names() -> None:
     assert demo_experiments.slug("freedom+cliper(attention, normalised views)-c7-s999") == (
         "freedom-cliper-attention-normalised-views-c7-s999"
     )
+
+
+def test_report_adds_the_retrained_fusions_and_the_test_set_resolution() -> None:
+    def run(arm: str, seed: int, value: float, fusions: dict | None = None) -> dict:
+        return {"arm": arm, "catalog": 7, "seed": seed, "adapt_i2t_r10": 0.9,
+                "test": {"recall@20": value, "ndcg@20": value / 2},
+                "test_ci": {"n_users": 1200, "recall@20": {"rel_sd": 0.08}}, "fusions": fusions or {}}
+
+    arms = list(ARMS | FUSION_FORMS)
+    records = []
+    for seed, value in ((1, 0.08), (2, 0.09)):
+        concat = {"attention": {"trained": True, "test": {"recall@20": value, "ndcg@20": 0.0}},
+                  "concat": {"trained": False, "test": {"recall@20": value - 0.01, "ndcg@20": 0.0}}}
+        records += [run(arm, seed, value, concat if arm == arms[0] else None) for arm in arms]
+    text = demo_experiments.report(records, arms, [7], [1, 2])
+    row = next(line for line in text.splitlines() if "-> concat (retrained)" in line)
+    assert "0.0750" in row, row  # mean of 0.07 and 0.08
+    assert "-> attention" not in text, "the trained model is its own arm already"
+    assert "bootstrap sd over test users (1200 users) of one run's test recall@20 is 8.0%" in text

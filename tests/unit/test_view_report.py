@@ -213,6 +213,10 @@ def test_retrained_fusions_sit_beside_the_trained_model(tmp_path) -> None:
         assert fusions[name]["test"] == pytest.approx(evaluate_model(model, target, [5, 10], 4096))
         assert fusions[name]["valid"] == record["valid"] and not fusions[name]["trained"]
     assert fusions["concat"]["test"] != fusions["attention"]["test"]
+    metrics = io.read_json(root / "reports/evaluate/metrics.json")
+    ci = metrics["test_ci"]["recall@10"]  # bootstrap over test users of the trained model's figure
+    assert ci["mean"] == pytest.approx(metrics["test"]["recall@10"]) and ci["low"] <= ci["mean"] <= ci["high"]
+    assert metrics["test_ci"]["n_users"] == target.n_users and ci["sd"] > 0
     table = pd.read_csv(root / "reports/evaluate/views/fusions.csv")
     assert table["fusion"].tolist() == ["attention (trained model)", "mean", "concat", "self_attention"]
     report = (root / "reports/evaluate/views/view_report.md").read_text()
