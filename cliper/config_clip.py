@@ -26,6 +26,9 @@ class AdaptConfig:
     # Share of every batch that is mined hard negatives (cliper/clip/hard_batches.py; 0 = random batches).
     hard_negatives: float = 0.0
     hard_negatives_k: int = 10  # neighbours per item to draw them from
+    # Share of training images shown in grey each step (cliper/clip/augment.py; 0 = never): colour
+    # alone then cannot tell a batch apart, so shape and pattern have to be learned as well.
+    grayscale: float = field(default=0.0, metadata={"ge": 0, "le": 1})
     # Decode the training images once into memory when they fit in this many MB (0 = decode every epoch).
     preload_images_mb: float = 1024.0
     val_fraction: float = 0.1

@@ -9,7 +9,8 @@ one of its text views drawn at random (seeded), so all views are learned. With
 between the two views (same item = positive) is added with that weight: it makes the text
 encoder keep what the views share but the image cannot show (brand, material). With
 ``hard_negatives > 0`` that share of every batch is mined: near neighbours, in the current image
-embedding space, of the batch's anchors (:mod:`cliper.clip.hard_batches`). A seeded fraction
+embedding space, of the batch's anchors (:mod:`cliper.clip.hard_batches`). With ``grayscale > 0``
+that share of the images is shown in grey (:mod:`cliper.clip.augment`). A seeded fraction
 of the items (``val_fraction``) is held out; image->text and text->image Recall@1/@10 on the
 held-out items (text = ``eval_view``) are measured before and after, next to chance (k/n).
 """
@@ -26,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from cliper.clip.augment import normalisation, random_grayscale
 from cliper.clip.encode import can_trim, encode_text_trimmed
 from cliper.clip.hard_batches import EmbeddingMemory, hard_batches, nearest_neighbours
 from cliper.clip.load import LoadedClip
@@ -206,6 +208,8 @@ def adapt_clip(
         num_workers = 0
     memory = EmbeddingMemory(n_items) if cfg.hard_negatives > 0 else None
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    mean, std = normalisation(loaded.preprocess) if cfg.grayscale > 0 else ((), ())
+    aug_gen = torch.Generator().manual_seed(cfg.seed + 1)  # its own stream: grayscale 0 keeps the batches
     model.train()
     bar = tqdm(range(cfg.epochs), desc="adapt", unit="epoch")
     for _ in bar:
@@ -216,6 +220,7 @@ def adapt_clip(
             if cfg.text_weight > 0 and n_views > 1:  # a different view of the same item
                 shift = torch.randint(1, n_views, (len(items),), generator=gen)
                 other = tokens[items, (views + shift) % n_views]
+            batch = random_grayscale(batch, cfg.grayscale, mean, std, aug_gen)
             loss, img = _train_step(loaded, opt, batch, tokens[items, views], other, cfg.text_weight)
             losses.append(loss)
             if memory is not None:

@@ -184,3 +184,26 @@ def test_hard_negative_batches_are_mined_from_the_previous_epoch(tmp_path, monke
     _, losses = _adapted_weights(tmp_path, hard_negatives=0.5, hard_negatives_k=3)
     assert np.isfinite(losses).all() and len(losses) == 3
     assert seen == [None, (36, 3), (36, 3)]  # 48 items, 12 held out
+
+
+def test_grayscale_share_reaches_the_training_images(tmp_path, monkeypatch):
+    """clip.adapt.grayscale: that share of the images the model trains on is grey, none at 0."""
+    import cliper.clip.adapt as adapt_module
+    from cliper.clip.augment import normalisation
+
+    step, seen = adapt_module._train_step, []
+
+    def recording(loaded, opt, images, *args):
+        mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in normalisation(loaded.preprocess))
+        p = images * std + mean
+        seen.append(((p.amax(1) - p.amin(1)).flatten(1).amax(1) < 1e-4).float().mean().item())
+        return step(loaded, opt, images, *args)
+
+    monkeypatch.setattr(adapt_module, "_train_step", recording)
+    _adapted_weights(tmp_path, grayscale=0.0)
+    base = float(np.mean(seen))  # some black and white items are grey after JPEG already
+    assert base < 0.2, seen
+    seen.clear()
+    _adapted_weights(tmp_path, grayscale=0.5)
+    expected = base + 0.5 * (1 - base)
+    assert abs(float(np.mean(seen)) - expected) < 0.15, (seen, expected)
