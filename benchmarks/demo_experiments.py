@@ -177,7 +177,8 @@ def main() -> None:
             if (name, catalog, seed) in done:
                 continue
             exp = slug(f"{name}-c{catalog}-s{seed}")
-            rec = run_experiment(args.root, exp, {**overrides, "demo.seed": catalog, "train.seed": seed})
+            fusions = {} if name == next(iter(arms)) else {"train.compare_fusions": []}  # CLIPER's arm only
+            rec = run_experiment(args.root, exp, {**overrides, **fusions, "demo.seed": catalog, "train.seed": seed})
             records.append({"arm": name, "catalog": catalog, "seed": seed, "overrides": overrides, **rec})
             print(f"{exp}: test {METRIC} {rec['test'][METRIC]:.4f} ({rec['seconds']:.0f} s)", flush=True)
             io.write_json(out_json, {"runs": records, "load": os.getloadavg()})  # partial results
