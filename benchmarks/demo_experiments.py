@@ -35,12 +35,16 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import numpy as np  # noqa: E402
-from demo_quality import ARMS, FUSION_FORMS, GRIDS, METRIC, markdown, summarise, with_grid  # noqa: E402
+import pandas as pd  # noqa: E402
+from demo_quality import ARMS, FUSION_FORMS, GRIDS, METRIC, TARGETS, markdown, summarise, with_grid  # noqa: E402
 
 from cliper import io  # noqa: E402
+from cliper.uncertainty import paired_gain_interval  # noqa: E402
 from cliper.config import load_params  # noqa: E402
 
 RESTORED = ("params.yaml", "dvc.lock")
+PER_USER_FILE = "demo_experiments_per_user.npz"  # experiment -> per-test-user METRIC (paired comparisons)
+PAIRED_RESAMPLES, PAIRED_LEVEL, PAIRED_SEED = 2000, 0.95, 0
 
 
 def hydra_value(value: Any) -> str:
@@ -91,7 +95,9 @@ def run_experiment(root: Path, name: str, overrides: dict[str, Any]) -> dict[str
     mlflow = root / params.evaluate.out_dir / "mlflow.json"
     fresh = mlflow.exists() and mlflow.stat().st_mtime >= wall
     adapt = io.read_json(root / params.clip.adapt.report_dir / "metrics.json")
+    users = pd.read_csv(root / params.evaluate.out_dir / "per_user_test.csv")
     return {
+        "per_user": users[["user_id", METRIC]],  # kept out of the JSON (PER_USER_FILE)
         "experiment": name,
         "seconds": time.perf_counter() - started,
         "best_epoch": train["best_epoch"],
@@ -113,6 +119,30 @@ def fusion_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for r in records for name, row in (r.get("fusions") or {}).items() if not row.get("trained")]
 
 
+def paired_gains(records: list[dict[str, Any]], per_user: dict[str, np.ndarray]) -> list[str]:
+    """Markdown rows: each target's gain with a paired bootstrap interval over test users.
+
+    Runs of the same catalog share their test users, so both arms are scored on one draw of users
+    per resample; seeds are averaged, catalogs pooled (users resampled within each catalog).
+    """
+    rows = ["| target | gain | 95% interval (paired over test users) | resamples with gain > 0 |",
+            "| --- | --- | --- | --- |"]
+    for better, worse, required in TARGETS:
+        groups: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
+        for catalog in dict.fromkeys(r["catalog"] for r in records):
+            for arm, side in ((better, groups[0]), (worse, groups[1])):
+                runs = sorted((r for r in records if r["arm"] == arm and r["catalog"] == catalog),
+                              key=lambda r: r["seed"])
+                if runs and all(r["experiment"] in per_user for r in runs):
+                    side.append(np.stack([per_user[r["experiment"]] for r in runs]))
+        if not groups[0] or len(groups[0]) != len(groups[1]):
+            continue
+        g = paired_gain_interval(*groups, PAIRED_RESAMPLES, PAIRED_LEVEL, PAIRED_SEED)
+        rows.append(f"| {better} vs {worse} (required {required:+.0%}) | {g['gain']:+.1%} | "
+                    f"{g['low']:+.1%} to {g['high']:+.1%} | {g['share_positive']:.0%} |")
+    return rows if len(rows) > 2 else []
+
+
 def resolution(rows: list[dict[str, Any]]) -> str:
     """One line: the bootstrap sd over test users of a single run's figure (what one run can resolve)."""
     rel = [r["test_ci"][METRIC]["rel_sd"] for r in rows if r.get("test_ci") and METRIC in r["test_ci"]]
@@ -130,7 +160,8 @@ def restore(root: Path) -> None:
     subprocess.run(["dvc", "checkout", "--force", "--quiet"], cwd=root, check=False)
 
 
-def report(records: list[dict[str, Any]], arms: list[str], catalogs: list[int], seeds: list[int]) -> str:
+def report(records: list[dict[str, Any]], arms: list[str], catalogs: list[int], seeds: list[int],
+           per_user: dict[str, np.ndarray] | None = None) -> str:
     """Per-catalog tables, then the pooled one (catalog x seed as the replicate)."""
     parts = ["# Demo quality as DVC experiments", "",
              f"`benchmarks/demo_experiments.py`: catalogs (demo.seed) {catalogs} x train seeds {seeds}, "
@@ -153,7 +184,28 @@ def report(records: list[dict[str, Any]], arms: list[str], catalogs: list[int], 
         body = markdown(summary, meta).split("\n", 2)[2]  # drop the single-run title
         title = f"catalog demo.seed={catalog}" if catalog is not None else "pooled (catalog x seed)"
         parts += [f"## {title}", resolution([r for r in rows if "(retrained)" not in r["arm"]]), body]
+        paired = paired_gains([r for r in rows if "(retrained)" not in r["arm"]], per_user or {})
+        if paired:
+            parts += ["Paired comparison (the same test users for both arms; seeds averaged):", "", *paired, ""]
     return "\n".join(parts)
+
+
+def merge(folders: list[Path], out: Path, arms: list[str]) -> None:
+    """One report from several runs' ``--out`` folders (their JSON runs and per-user arrays)."""
+    records: list[dict[str, Any]] = []
+    per_user: dict[str, np.ndarray] = {}
+    for folder in folders:
+        records += io.read_json(folder / "demo_experiments.json")["runs"]
+        if (folder / PER_USER_FILE).exists():
+            per_user |= dict(np.load(folder / PER_USER_FILE))
+    catalogs = list(dict.fromkeys(r["catalog"] for r in records))
+    seeds = list(dict.fromkeys(r["seed"] for r in records))
+    text = report(records, arms, catalogs, seeds, per_user)
+    io.write_json(out / "demo_experiments.json", {"runs": records, "catalogs": catalogs, "seeds": seeds,
+                                                  "grids": GRIDS, "merged_from": [str(f) for f in folders]})
+    np.savez_compressed(out / PER_USER_FILE, **per_user)
+    io.write_text(out / "demo_experiments.md", text)
+    print(text)
 
 
 def main() -> None:
@@ -164,13 +216,21 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=REPO, help="project checkout to run in")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--keep", action="store_true", help="leave the last experiment in the workspace")
+    parser.add_argument("--merge", type=Path, nargs="+", default=None, metavar="DIR",
+                        help="run nothing: combine the results in these --out folders (e.g. one per catalog, "
+                             "run in parallel clones) into one report in --out")
     parser.add_argument("--resume", action="store_true",
                         help="keep the runs already in demo_experiments.json (an interrupted run)")
     args = parser.parse_args()
     arms = {name: with_grid(o) for name, o in (ARMS | FUSION_FORMS).items()}
+    if args.merge:
+        merge(args.merge, args.out, list(arms))
+        return
     out_json = args.out / "demo_experiments.json"
     resumed = args.resume and out_json.exists()
     records: list[dict[str, Any]] = io.read_json(out_json)["runs"] if resumed else []
+    users_file = args.out / PER_USER_FILE
+    per_user = dict(np.load(users_file)) if resumed and users_file.exists() else {}
     done = {(r["arm"], r["catalog"], r["seed"]) for r in records}
     try:
         for catalog, (name, overrides), seed in itertools.product(args.catalogs, arms.items(), args.seeds):
@@ -179,13 +239,19 @@ def main() -> None:
             exp = slug(f"{name}-c{catalog}-s{seed}")
             fusions = {} if name == next(iter(arms)) else {"train.compare_fusions": []}  # CLIPER's arm only
             rec = run_experiment(args.root, exp, {**overrides, **fusions, "demo.seed": catalog, "train.seed": seed})
+            users = rec.pop("per_user")
+            check = per_user.setdefault(f"users-c{catalog}", users["user_id"].to_numpy())
+            if not np.array_equal(check, users["user_id"].to_numpy()):
+                raise SystemExit(f"{exp}: its test users differ from the catalog's other runs (split changed?)")
+            per_user[exp] = users[METRIC].to_numpy(np.float32)
+            np.savez_compressed(users_file, **per_user)
             records.append({"arm": name, "catalog": catalog, "seed": seed, "overrides": overrides, **rec})
             print(f"{exp}: test {METRIC} {rec['test'][METRIC]:.4f} ({rec['seconds']:.0f} s)", flush=True)
             io.write_json(out_json, {"runs": records, "load": os.getloadavg()})  # partial results
     finally:
         if not args.keep:
             restore(args.root)
-    text = report(records, list(arms), args.catalogs, args.seeds)
+    text = report(records, list(arms), args.catalogs, args.seeds, per_user)
     io.write_json(out_json, {"runs": records, "catalogs": args.catalogs, "seeds": args.seeds,
                              "grids": GRIDS, "load_after": os.getloadavg()})
     io.write_text(args.out / "demo_experiments.md", text)

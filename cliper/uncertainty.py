@@ -7,6 +7,10 @@ interval invites reading noise as a result. :func:`bootstrap_interval` resamples
 replacement (``n_resamples`` times, seeded) and reports the percentile interval; it is what the
 evaluate stage writes as ``test_ci`` (``evaluate.bootstrap``).
 
+Two models scored on the same test users are compared *paired* (:func:`paired_gain_interval`):
+each resample draws users once and scores both models on them, so the user-to-user spread that
+both share cancels out of the difference.
+
 Memory is bounded: resamples are drawn in chunks of at most :data:`MAX_CELLS` indices.
 """
 
@@ -47,3 +51,38 @@ def bootstrap_interval(values: np.ndarray, n_resamples: int, level: float, seed:
     sd = float(means.std(ddof=1)) if n_resamples > 1 else 0.0
     return {"mean": mean, "sd": sd, "low": float(low), "high": float(high),
             "rel_sd": sd / mean if mean else float("nan")}
+
+
+def paired_gain_interval(
+    better: list[np.ndarray], worse: list[np.ndarray], n_resamples: int, level: float, seed: int
+) -> dict[str, float]:
+    """Relative gain ``mean(better) / mean(worse) - 1`` with a paired bootstrap interval.
+
+    Args:
+        better, worse: one ``[runs, users]`` array per group of test users (e.g. per catalog), the
+            same users in the same column order in both; runs (e.g. seeds) are averaged. Users are
+            resampled within each group, the same draw for both models.
+
+    Returns:
+        ``{"gain", "low", "high", "share_positive"}`` (share of resamples with a gain above 0).
+    """
+    if len(better) != len(worse) or any(np.shape(a)[1] != np.shape(b)[1] for a, b in zip(better, worse)):
+        raise ValueError("paired bootstrap needs the same groups of test users on both sides")
+    rng = np.random.default_rng(seed)
+    num = np.zeros(n_resamples)
+    den = np.zeros(n_resamples)
+    for a, b in zip(better, worse, strict=True):
+        a, b = np.atleast_2d(np.asarray(a, np.float64)), np.atleast_2d(np.asarray(b, np.float64))
+        n = a.shape[1]
+        chunk = max(1, MAX_CELLS // n)
+        for start in range(0, n_resamples, chunk):
+            stop = min(start + chunk, n_resamples)
+            idx = rng.integers(0, n, size=(stop - start, n))
+            num[start:stop] += a.mean(0)[idx].sum(1) / n
+            den[start:stop] += b.mean(0)[idx].sum(1) / n
+    gains = num / den - 1.0
+    point = sum(np.mean(a) for a in better) / sum(np.mean(b) for b in worse) - 1.0
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(gains, [tail, 1.0 - tail])
+    return {"gain": float(point), "low": float(low), "high": float(high),
+            "share_positive": float((gains > 0).mean())}

@@ -12,8 +12,10 @@ Writes ``<evaluate.out_dir>/metrics.json`` and ``<evaluate.out_dir>/plots/metric
 a multimodal model also the view report (:mod:`cliper.view_report`): ``<evaluate.out_dir>/views/``
 (``view_report.md``, ``view_weights.csv``, ``ablation.csv``) and ``plots/view_weights_hist.png``.
 ``test_ci`` is a bootstrap interval over test users of recall and NDCG at the valid metric's
-K (``evaluate.bootstrap``; :mod:`cliper.uncertainty`). Fusions the train stage retrained for comparison (``train.fusions_dir``) are scored on test too:
-``metrics.json`` ``fusions`` and the report's fusion table (``fusions.csv``).
+K (``evaluate.bootstrap``; :mod:`cliper.uncertainty`), from the per-user values it also writes
+(``per_user_test.csv``: user id, targets, recall and NDCG at that K) for paired comparisons.
+Fusions the train stage retrained for comparison (``train.fusions_dir``) are scored on test
+too: ``metrics.json`` ``fusions`` and the report's fusion table (``fusions.csv``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 MISSING_IMAGES_FILE = "missing_images.csv"
 VIEW_REPORT_DIR = "views"
+PER_USER_FILE = "per_user_test.csv"  # per test user: recall/ndcg at the valid metric's K
 
 
 def load_trained(params: Params, root: Path) -> tuple[Recommender, Splits, dict[str, Any], Features | None]:
@@ -127,18 +130,29 @@ def _view_report(
     )
 
 
-def test_interval(params: Params, hits: np.ndarray, target: EvalTarget) -> dict[str, Any]:
+def per_user_frame(params: Params, hits: np.ndarray, target: EvalTarget) -> pd.DataFrame:
+    """Per test user: id, number of targets, recall and NDCG at the valid metric's K (``per_user_test.csv``).
+
+    What a paired comparison of two models on the same users needs (:mod:`cliper.uncertainty`).
+    """
+    k = _metric_k(params)
+    per_user = per_user_metrics(hits[:, :k], target.pos_len)
+    return pd.DataFrame({"user_id": target.users, "n_targets": target.pos_len,
+                         f"recall@{k}": per_user["recall"][:, k - 1], f"ndcg@{k}": per_user["ndcg"][:, k - 1]})
+
+
+def test_interval(params: Params, per_user: pd.DataFrame) -> dict[str, Any]:
     """Bootstrap interval over test users of recall and NDCG at the valid metric's K (``test_ci``)."""
     from cliper.uncertainty import bootstrap_interval
 
     b, k = params.evaluate.bootstrap, _metric_k(params)
-    per_user = per_user_metrics(hits[:, :k], target.pos_len)
-    out: dict[str, Any] = {"level": b.level, "n_resamples": b.n_resamples, "n_users": target.n_users}
+    out: dict[str, Any] = {"level": b.level, "n_resamples": b.n_resamples, "n_users": len(per_user)}
     for name in ("recall", "ndcg"):
-        out[f"{name}@{k}"] = bootstrap_interval(per_user[name][:, k - 1], b.n_resamples, b.level, b.seed)
+        col = f"{name}@{k}"
+        out[col] = bootstrap_interval(per_user[col].to_numpy(), b.n_resamples, b.level, b.seed)
     r = out[f"recall@{k}"]
     logger.info("test recall@%d %.4f, %d%% interval %.4f-%.4f (bootstrap sd %.1f%% over %d test users)",
-                k, r["mean"], round(100 * b.level), r["low"], r["high"], 100 * r["rel_sd"], target.n_users)
+                k, r["mean"], round(100 * b.level), r["low"], r["high"], 100 * r["rel_sd"], len(per_user))
     return out
 
 
@@ -162,6 +176,7 @@ def run(params: Params, root: Path) -> StageResult:
                 "n_users": target.n_users,
                 "n_targets": int(target.pos_len.sum()),
             }
+    per_user = per_user_frame(params, test_hits, test)
     fusions = compared_fusions(params, root, model, meta, splits, features) if features is not None else {}
     metrics = {
         "backbone": meta["backbone"],
@@ -170,10 +185,13 @@ def run(params: Params, root: Path) -> StageResult:
         **results,
         "slices": slices,
         "fusions": fusions,
-        "test_ci": test_interval(params, test_hits, test),
+        "test_ci": test_interval(params, per_user),
     }
     out = root / e.out_dir
     outputs = {"metrics": str(io.write_json(out / "metrics.json", metrics))}
+    with io.atomic_path(out / PER_USER_FILE) as tmp:
+        per_user.to_csv(tmp, index=False, float_format="%.6g")
+    outputs["per_user"] = str(out / PER_USER_FILE)
     groups = {
         "valid": results["valid"],
         "test": results["test"],

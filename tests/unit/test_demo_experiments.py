@@ -10,6 +10,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from dvc.utils.hydra import apply_overrides
 
@@ -46,7 +47,7 @@ def test_names_are_valid_experiment_names() -> None:
 
 def test_report_adds_the_retrained_fusions_and_the_test_set_resolution() -> None:
     def run(arm: str, seed: int, value: float, fusions: dict | None = None) -> dict:
-        return {"arm": arm, "catalog": 7, "seed": seed, "adapt_i2t_r10": 0.9,
+        return {"arm": arm, "catalog": 7, "seed": seed, "adapt_i2t_r10": 0.9, "experiment": f"{arm}-{seed}",
                 "test": {"recall@20": value, "ndcg@20": value / 2},
                 "test_ci": {"n_users": 1200, "recall@20": {"rel_sd": 0.08}}, "fusions": fusions or {}}
 
@@ -56,8 +57,15 @@ def test_report_adds_the_retrained_fusions_and_the_test_set_resolution() -> None
         concat = {"attention": {"trained": True, "test": {"recall@20": value, "ndcg@20": 0.0}},
                   "concat": {"trained": False, "test": {"recall@20": value - 0.01, "ndcg@20": 0.0}}}
         records += [run(arm, seed, value, concat if arm == arms[0] else None) for arm in arms]
-    text = demo_experiments.report(records, arms, [7], [1, 2])
+    rng = np.random.default_rng(0)
+    per_user = {r["experiment"]: rng.binomial(1, r["test"]["recall@20"], 1200).astype(float) for r in records}
+    text = demo_experiments.report(records, arms, [7], [1, 2], per_user)
     row = next(line for line in text.splitlines() if "-> concat (retrained)" in line)
     assert "0.0750" in row, row  # mean of 0.07 and 0.08
     assert "-> attention" not in text, "the trained model is its own arm already"
     assert "bootstrap sd over test users (1200 users) of one run's test recall@20 is 8.0%" in text
+    paired = [line for line in text.splitlines() if line.startswith("| freedom+cliper(attention) vs lightgcn")]
+    assert len(paired) == 2 and "(required +5%)" in paired[0], "per catalog and pooled"
+    a = np.stack([per_user[f"{arms[0]}-{s}"] for s in (1, 2)]).mean()
+    b = np.stack([per_user[f"lightgcn-{s}"] for s in (1, 2)]).mean()
+    assert f"| {a / b - 1:+.1%} |" in paired[0]

@@ -41,3 +41,24 @@ def test_bad_inputs_are_refused(bad: np.ndarray) -> None:
         uncertainty.bootstrap_interval(bad, 10, 0.95, 0)
     with pytest.raises(ValueError, match="level"):
         uncertainty.bootstrap_interval(np.ones(3), 10, 1.0, 0)
+
+
+def test_paired_gain_sees_a_small_consistent_gain_that_unpaired_noise_hides() -> None:
+    """Model B hits what A hits plus 5% more users: paired, the whole interval is above 0."""
+    rng = np.random.default_rng(5)
+    a = rng.binomial(1, 0.1, size=(3, 1200)).astype(float)
+    b = np.maximum(a, rng.binomial(1, 0.006, size=a.shape))  # never worse for any user
+    paired = uncertainty.paired_gain_interval([b], [a], 1000, 0.95, seed=0)
+    assert paired["gain"] == pytest.approx(b.mean() / a.mean() - 1)
+    assert 0 < paired["low"] < paired["gain"] < paired["high"] and paired["share_positive"] == 1.0
+    single = uncertainty.bootstrap_interval(a.mean(0), 1000, 0.95, 0)
+    assert single["high"] - single["low"] > b.mean() - a.mean(), "one model's interval is wider than the gain"
+
+
+def test_paired_gain_pools_groups_and_refuses_unpaired_users() -> None:
+    rng = np.random.default_rng(6)
+    a1, a2 = rng.random((2, 50)), rng.random((2, 80))
+    out = uncertainty.paired_gain_interval([a1 * 1.2, a2 * 1.2], [a1, a2], 200, 0.9, seed=1)
+    assert out["gain"] == pytest.approx(0.2) and out["low"] == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="same groups of test users"):
+        uncertainty.paired_gain_interval([a1], [a2], 10, 0.9, 0)

@@ -217,6 +217,10 @@ def test_retrained_fusions_sit_beside_the_trained_model(tmp_path) -> None:
     ci = metrics["test_ci"]["recall@10"]  # bootstrap over test users of the trained model's figure
     assert ci["mean"] == pytest.approx(metrics["test"]["recall@10"]) and ci["low"] <= ci["mean"] <= ci["high"]
     assert metrics["test_ci"]["n_users"] == target.n_users and ci["sd"] > 0
+    users = pd.read_csv(root / "reports/evaluate/per_user_test.csv")
+    assert users["user_id"].tolist() == target.users.tolist()
+    assert users["recall@10"].mean() == pytest.approx(metrics["test"]["recall@10"], abs=1e-6)
+    assert users["ndcg@10"].mean() == pytest.approx(metrics["test"]["ndcg@10"], abs=1e-6)
     table = pd.read_csv(root / "reports/evaluate/views/fusions.csv")
     assert table["fusion"].tolist() == ["attention (trained model)", "mean", "concat", "self_attention"]
     report = (root / "reports/evaluate/views/view_report.md").read_text()
