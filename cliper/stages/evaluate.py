@@ -207,6 +207,9 @@ def run(params: Params, root: Path) -> StageResult:
         outputs["view_report"] = write_id_only_report(meta["backbone"], slices, k, out / VIEW_REPORT_DIR)
     flat = {f"test_{k}": v for k, v in results["test"].items()}
     flat.update({f"valid_{e.valid_metric}": results["valid"][e.valid_metric]})
+    for name, ci in metrics["test_ci"].items():  # the headline's interval in the stage's metrics table
+        if isinstance(ci, dict):
+            flat.update({f"test_{name}_ci_low": ci["low"], f"test_{name}_ci_high": ci["high"]})
     if params.tracking.enabled:  # MLflow run + registered model (challenger); link for the flow
         from cliper import tracking
 

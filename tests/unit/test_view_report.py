@@ -203,7 +203,7 @@ def test_retrained_fusions_sit_beside_the_trained_model(tmp_path) -> None:
     text, image = arrays()
     features = Features(torch.from_numpy(image), torch.from_numpy(text), VIEWS)
     target = s.target("test")
-    evaluate(params, root)
+    stage = evaluate(params, root)
     fusions = io.read_json(root / "reports/evaluate/metrics.json")["fusions"]
     assert sorted(fusions) == ["attention", "concat", "mean", "self_attention"] and fusions["attention"]["trained"]
     for name, record in listing.items():
@@ -217,6 +217,7 @@ def test_retrained_fusions_sit_beside_the_trained_model(tmp_path) -> None:
     ci = metrics["test_ci"]["recall@10"]  # bootstrap over test users of the trained model's figure
     assert ci["mean"] == pytest.approx(metrics["test"]["recall@10"]) and ci["low"] <= ci["mean"] <= ci["high"]
     assert metrics["test_ci"]["n_users"] == target.n_users and ci["sd"] > 0
+    assert (stage.metrics["test_recall@10_ci_low"], stage.metrics["test_recall@10_ci_high"]) == (ci["low"], ci["high"])
     users = pd.read_csv(root / "reports/evaluate/per_user_test.csv")
     assert users["user_id"].tolist() == target.users.tolist()
     assert users["recall@10"].mean() == pytest.approx(metrics["test"]["recall@10"], abs=1e-6)
