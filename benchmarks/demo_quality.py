@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from cliper import io
 from cliper.config import load_params
 from cliper.stages import train as train_stage
@@ -138,6 +140,14 @@ def with_grid(overrides: dict[str, Any]) -> dict[str, Any]:
     return {**overrides, "train.backbones": {backbone: {**grid, **fixed}}}
 
 
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"train.patience=150"`` -> ``("train.patience", 150)`` (the value read as YAML)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise SystemExit(f"--set {text!r}: expected KEY=VALUE, e.g. train.patience=150")
+    return key.strip(), yaml.safe_load(value)
+
+
 def run_arm(name: str, overrides: dict[str, Any], seed: int, work: Path) -> dict[str, Any]:
     """Train one arm with one seed through the train stage; returns its metrics."""
     slug = name.replace(" ", "_").replace("+", "_").replace("(", "").replace(")", "").replace(",", "")
@@ -205,7 +215,8 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         "",
         f"Seeds {meta['seeds']} (train.seed); catalog `{meta['catalog']}`, features `{meta['features']}`; "
         f"adapted CLIP held-out i2t R@10 {meta['adapt_i2t_r10']} (chance {meta['adapt_chance_r10']}); "
-        f"tuning per arm: {meta['tuning']}. Written by `benchmarks/demo_quality.py`.",
+        f"tuning per arm: {meta['tuning']}; overrides for every arm: {meta.get('overrides') or 'none'}. "
+        "Written by `benchmarks/demo_quality.py`.",
         "",
         "| arm | R@20 mean | std | per seed | N@20 mean |",
         "| --- | --- | --- | --- | --- |",
@@ -255,6 +266,8 @@ def main() -> None:
     )
     parser.add_argument("--grid", action="store_true",
                         help="tune every arm on valid over its backbone's grid (GRIDS: 4 points each)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a params override for every arm, value parsed as YAML (e.g. train.patience=150)")
     parser.add_argument("--work", type=Path, default=REPO / ".cache" / "cliper" / "bench" / "demo_quality")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
@@ -262,6 +275,8 @@ def main() -> None:
     arms = ARMS | FUSION_FORMS | (EXTENDED if args.extended else {}) | (DIAGNOSIS if args.diagnose else {})
     if args.grid:
         arms = {name: with_grid(overrides) for name, overrides in arms.items()}
+    common = dict(parse_override(text) for text in args.overrides)
+    arms = {name: {**overrides, **common} for name, overrides in arms.items()}
     if args.diagnose:
         write_diagnosis_features(REPO)
     records = []
@@ -272,6 +287,7 @@ def main() -> None:
     params = load_params(REPO / "params.yaml")
     adapt = io.read_json(REPO / params.clip.adapt.report_dir / "metrics.json")
     meta = {
+        "overrides": common,
         "seeds": args.seeds,
         "catalog": params.ingest.raw_dir,
         "features": params.clip.extract.out_dir,

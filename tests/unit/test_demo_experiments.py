@@ -69,3 +69,12 @@ def test_report_adds_the_retrained_fusions_and_the_test_set_resolution() -> None
     a = np.stack([per_user[f"{arms[0]}-{s}"] for s in (1, 2)]).mean()
     b = np.stack([per_user[f"lightgcn-{s}"] for s in (1, 2)]).mean()
     assert f"| {a / b - 1:+.1%} |" in paired[0]
+
+
+def test_demo_quality_set_overrides_parse_as_yaml() -> None:
+    from demo_quality import parse_override
+
+    assert parse_override("train.patience=150") == ("train.patience", 150)
+    assert parse_override("train.views=[title]") == ("train.views", ["title"])
+    with pytest.raises(SystemExit, match="expected KEY=VALUE"):
+        parse_override("train.patience")
