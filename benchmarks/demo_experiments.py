@@ -36,7 +36,17 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from demo_quality import ARMS, FUSION_FORMS, GRIDS, METRIC, TARGETS, markdown, summarise, with_grid  # noqa: E402
+from demo_quality import (  # noqa: E402
+    ARMS,
+    FUSION_FORMS,
+    GRIDS,
+    METRIC,
+    TARGETS,
+    markdown,
+    parse_override,
+    summarise,
+    with_grid,
+)
 
 from cliper import io  # noqa: E402
 from cliper.uncertainty import paired_gain_interval  # noqa: E402
@@ -216,13 +226,16 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=REPO, help="project checkout to run in")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--keep", action="store_true", help="leave the last experiment in the workspace")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a params override for every experiment, value parsed as YAML (train.patience=50)")
     parser.add_argument("--merge", type=Path, nargs="+", default=None, metavar="DIR",
                         help="run nothing: combine the results in these --out folders (e.g. one per catalog, "
                              "run in parallel clones) into one report in --out")
     parser.add_argument("--resume", action="store_true",
                         help="keep the runs already in demo_experiments.json (an interrupted run)")
     args = parser.parse_args()
-    arms = {name: with_grid(o) for name, o in (ARMS | FUSION_FORMS).items()}
+    common = dict(parse_override(text) for text in args.overrides)
+    arms = {name: {**with_grid(o), **common} for name, o in (ARMS | FUSION_FORMS).items()}
     if args.merge:
         merge(args.merge, args.out, list(arms))
         return
