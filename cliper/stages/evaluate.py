@@ -141,7 +141,7 @@ def per_user_frame(params: Params, hits: np.ndarray, target: EvalTarget) -> pd.D
                          f"recall@{k}": per_user["recall"][:, k - 1], f"ndcg@{k}": per_user["ndcg"][:, k - 1]})
 
 
-def test_interval(params: Params, per_user: pd.DataFrame) -> dict[str, Any]:
+def headline_interval(params: Params, per_user: pd.DataFrame) -> dict[str, Any]:
     """Bootstrap interval over test users of recall and NDCG at the valid metric's K (``test_ci``)."""
     from cliper.uncertainty import bootstrap_interval
 
@@ -185,7 +185,7 @@ def run(params: Params, root: Path) -> StageResult:
         **results,
         "slices": slices,
         "fusions": fusions,
-        "test_ci": test_interval(params, per_user),
+        "test_ci": headline_interval(params, per_user),
     }
     out = root / e.out_dir
     outputs = {"metrics": str(io.write_json(out / "metrics.json", metrics))}
