@@ -49,8 +49,8 @@ from demo_quality import (  # noqa: E402
 )
 
 from cliper import io  # noqa: E402
-from cliper.uncertainty import paired_gain_interval  # noqa: E402
 from cliper.config import load_params  # noqa: E402
+from cliper.uncertainty import paired_gain_interval  # noqa: E402
 
 RESTORED = ("params.yaml", "dvc.lock")
 PER_USER_FILE = "demo_experiments_per_user.npz"  # experiment -> per-test-user METRIC (paired comparisons)
@@ -159,8 +159,8 @@ def resolution(rows: list[dict[str, Any]]) -> str:
     if not rel:
         return ""
     users = sorted({r["test_ci"]["n_users"] for r in rows if r.get("test_ci")})
-    return (f"Test-set resolution: the bootstrap sd over test users ({', '.join(map(str, users))} users) of one "
-            f"run's test {METRIC} is {100 * np.mean(rel):.1f}% of its value on average "
+    return (f"Test-set resolution: the bootstrap sd over test users ({', '.join(map(str, users))} users) "
+            f"of one run's test {METRIC} is {100 * np.mean(rel):.1f}% of its value on average "
             f"({100 * min(rel):.1f}-{100 * max(rel):.1f}% over {len(rel)} runs).\n")
 
 
@@ -176,8 +176,9 @@ def report(records: list[dict[str, Any]], arms: list[str], catalogs: list[int], 
     parts = ["# Demo quality as DVC experiments", "",
              f"`benchmarks/demo_experiments.py`: catalogs (demo.seed) {catalogs} x train seeds {seeds}, "
              f"one `dvc exp run` each; grid {json.dumps(GRIDS)} chosen on valid.", ""]
+    base_arms = set(arms)
     records = records + fusion_records(records)
-    arms = arms + [a for a in dict.fromkeys(r["arm"] for r in records) if a not in arms]
+    arms = arms + [a for a in dict.fromkeys(r["arm"] for r in records) if a not in base_arms]
     for catalog in catalogs + [None]:
         rows = [r for r in records if catalog is None or r["catalog"] == catalog]
         # a replicate is (catalog, seed); summarise pairs arms by the "seed" key
@@ -193,10 +194,12 @@ def report(records: list[dict[str, Any]], arms: list[str], catalogs: list[int], 
         }
         body = markdown(summary, meta).split("\n", 2)[2]  # drop the single-run title
         title = f"catalog demo.seed={catalog}" if catalog is not None else "pooled (catalog x seed)"
-        parts += [f"## {title}", resolution([r for r in rows if "(retrained)" not in r["arm"]]), body]
-        paired = paired_gains([r for r in rows if "(retrained)" not in r["arm"]], per_user or {})
+        trained = [r for r in rows if r["arm"] in base_arms]  # runs of their own, not retrained fusions
+        parts += [f"## {title}", resolution(trained), body]
+        paired = paired_gains(trained, per_user or {})
         if paired:
-            parts += ["Paired comparison (the same test users for both arms; seeds averaged):", "", *paired, ""]
+            heading = "Paired comparison (the same test users for both arms; seeds averaged):"
+            parts += [heading, "", *paired, ""]
     return "\n".join(parts)
 
 
@@ -227,7 +230,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--keep", action="store_true", help="leave the last experiment in the workspace")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="a params override for every experiment, value parsed as YAML (train.patience=50)")
+                        help="a params override for every experiment, value parsed as YAML "
+                             "(train.patience=50)")
     parser.add_argument("--merge", type=Path, nargs="+", default=None, metavar="DIR",
                         help="run nothing: combine the results in these --out folders (e.g. one per catalog, "
                              "run in parallel clones) into one report in --out")
@@ -251,11 +255,13 @@ def main() -> None:
                 continue
             exp = slug(f"{name}-c{catalog}-s{seed}")
             fusions = {} if name == next(iter(arms)) else {"train.compare_fusions": []}  # CLIPER's arm only
-            rec = run_experiment(args.root, exp, {**overrides, **fusions, "demo.seed": catalog, "train.seed": seed})
+            run = {**overrides, **fusions, "demo.seed": catalog, "train.seed": seed}
+            rec = run_experiment(args.root, exp, run)
             users = rec.pop("per_user")
             check = per_user.setdefault(f"users-c{catalog}", users["user_id"].to_numpy())
             if not np.array_equal(check, users["user_id"].to_numpy()):
-                raise SystemExit(f"{exp}: its test users differ from the catalog's other runs (split changed?)")
+                raise SystemExit(f"{exp}: its test users differ from the catalog's other runs "
+                                 "(split changed?)")
             per_user[exp] = users[METRIC].to_numpy(np.float32)
             np.savez_compressed(users_file, **per_user)
             records.append({"arm": name, "catalog": catalog, "seed": seed, "overrides": overrides, **rec})

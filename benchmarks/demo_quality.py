@@ -267,7 +267,8 @@ def main() -> None:
     parser.add_argument("--grid", action="store_true",
                         help="tune every arm on valid over its backbone's grid (GRIDS: 4 points each)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="a params override for every arm, value parsed as YAML (e.g. train.patience=150)")
+                        help="a params override for every arm, value parsed as YAML "
+                             "(e.g. train.patience=150)")
     parser.add_argument("--work", type=Path, default=REPO / ".cache" / "cliper" / "bench" / "demo_quality")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()

@@ -220,6 +220,8 @@ def rank_hits(
         device: where the user ids are sent.
         owns_scores: ``score_fn`` returns a fresh tensor, so masking may write into it.
     """
+    if target.n_users == 0:
+        raise ValueError("nothing to evaluate: no user has a target item in this split/slice")
     if max_k > target.n_items:
         raise DataError(
             f"top-k {max_k} exceeds the number of items ({target.n_items}); lower evaluate.topk and "
@@ -253,8 +255,6 @@ def evaluate(
     owns_scores: bool = False,
 ) -> dict[str, float]:
     """Full-ranking metrics of ``score_fn`` on ``target`` (see the module docstring)."""
-    if target.n_users == 0:
-        raise ValueError("nothing to evaluate: no user has a target item in this split/slice")
     hits = rank_hits(score_fn, target, max(topk), batch_users, device, owns_scores)
     return metrics_from_hits(hits, target.pos_len, topk)
 
@@ -275,6 +275,4 @@ def evaluate_model(
     model: torch.nn.Module, target: EvalTarget, topk: Sequence[int], batch_users: int
 ) -> dict[str, float]:
     """:func:`evaluate` of ``model`` (:func:`model_hits`)."""
-    if target.n_users == 0:
-        raise ValueError("nothing to evaluate: no user has a target item in this split/slice")
     return metrics_from_hits(model_hits(model, target, max(topk), batch_users), target.pos_len, topk)

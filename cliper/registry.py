@@ -44,7 +44,9 @@ LOG_HEADING = "Promotion log (cliper promote):"
 # A tag written by two processes at once: the SQL store's upsert reads "absent" in both, and the
 # second INSERT hits the primary key. Its retry finds the row and updates it.
 TAG_WRITE_ATTEMPTS = 3
-DUPLICATE_KEY_MARKERS = ("UniqueViolation", "duplicate key value", "UNIQUE constraint failed", "IntegrityError")
+DUPLICATE_KEY_MARKERS = (
+    "UniqueViolation", "duplicate key value", "UNIQUE constraint failed", "IntegrityError",
+)
 
 
 class PromotionRefused(CliperError):

@@ -239,7 +239,8 @@ def run_metrics(train_metrics: dict[str, Any], eval_metrics: dict[str, Any]) -> 
 
     ``test/*`` and ``valid/*`` come from the evaluate stage (its ``test`` block is what promotion
     compares), ``slice/<name>/*`` from its slices, ``test_ci/*`` the bootstrap interval over
-    test users, ``fusion/<name>/*`` the fusions retrained for comparison, ``train/*`` from the train stage's scalars
+    test users, ``fusion/<name>/*`` the fusions retrained for comparison, ``train/*`` from the
+    train stage's scalars
     (best epoch, epochs run, seconds per epoch); the train stage's own copies of valid/test
     metrics are left out, the evaluate stage recomputes them.
     """

@@ -25,7 +25,9 @@ def bootstrap_means(values: np.ndarray, n_resamples: int, seed: int) -> np.ndarr
     """Means of ``n_resamples`` resamples (with replacement, same size) of ``values [n]``."""
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 1 or len(values) == 0:
-        raise ValueError(f"bootstrap needs a non-empty 1-d array of per-user values, got shape {values.shape}")
+        raise ValueError(
+            f"bootstrap needs a non-empty 1-d array of per-user values, got shape {values.shape}"
+        )
     rng = np.random.default_rng(seed)
     n = len(values)
     chunk = max(1, MAX_CELLS // n)
@@ -66,7 +68,9 @@ def paired_gain_interval(
     Returns:
         ``{"gain", "low", "high", "share_positive"}`` (share of resamples with a gain above 0).
     """
-    if len(better) != len(worse) or any(np.shape(a)[1] != np.shape(b)[1] for a, b in zip(better, worse)):
+    if len(better) != len(worse) or any(
+        np.shape(a)[1] != np.shape(b)[1] for a, b in zip(better, worse, strict=True)
+    ):
         raise ValueError("paired bootstrap needs the same groups of test users on both sides")
     rng = np.random.default_rng(seed)
     num = np.zeros(n_resamples)

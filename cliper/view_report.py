@@ -151,7 +151,7 @@ def write_report(
         settings: ``topk`` (list of K), ``batch_users``, ``metric_k`` (the K shown in the markdown)
             and ``valid_metric`` (the selection metric shown for the retrained fusions).
         fusions: per fusion, ``best_epoch``, ``valid`` and ``test`` metrics and ``trained`` (the
-            stage's :func:`cliper.stages.evaluate.compared_fusions`); none: no fusion table.
+            stage's :func:`cliper.stages.evaluate.score_compared_fusions`); none: no fusion table.
     """
     outputs: dict[str, str] = {}
     lines = [f"# View report: {model.name}, views {', '.join(features.view_names)}\n"]

@@ -30,7 +30,14 @@ import pandas as pd
 from cliper import io, plots
 from cliper.config import Params
 from cliper.errors import DataError
-from cliper.evaluate import EvalTarget, Splits, evaluate_model, metrics_from_hits, model_hits, per_user_metrics
+from cliper.evaluate import (
+    EvalTarget,
+    Splits,
+    evaluate_model,
+    metrics_from_hits,
+    model_hits,
+    per_user_metrics,
+)
 from cliper.models import Features, InteractionData, Recommender, get_model_class
 from cliper.stages import StageResult
 from cliper.train import resolve_device
@@ -42,6 +49,11 @@ VIEW_REPORT_DIR = "views"
 PER_USER_FILE = "per_user_test.csv"  # per test user: recall/ndcg at the valid metric's K
 
 
+def _train_data(splits: Splits) -> InteractionData:
+    """The train interactions the model was fitted on (what it and its fusions are rebuilt with)."""
+    return InteractionData(splits.n_users, splits.n_items, splits.users["train"], splits.items["train"])
+
+
 def load_trained(params: Params, root: Path) -> tuple[Recommender, Splits, dict[str, Any], Features | None]:
     """(model in eval mode, splits, train_meta.json, features or None) of the trained recommender."""
     from cliper.features import load_features
@@ -51,7 +63,7 @@ def load_trained(params: Params, root: Path) -> tuple[Recommender, Splits, dict[
         raise DataError(f"{model_dir}: no trained model (train_meta.json missing); run the train stage first")
     meta = io.read_json(model_dir / "train_meta.json")
     splits = Splits.read(root / params.ingest.out_dir / "interactions.parquet")
-    data = InteractionData(splits.n_users, splits.n_items, splits.users["train"], splits.items["train"])
+    data = _train_data(splits)
     features = None
     if get_model_class(meta["backbone"]).needs_features:
         # the views the model was trained on (train.views), in its order
@@ -84,14 +96,14 @@ def _metric_k(params: Params) -> int:
     return int(params.evaluate.valid_metric.split("@")[1])
 
 
-def compared_fusions(
+def score_compared_fusions(
     params: Params, root: Path, model: Recommender, meta: dict[str, Any], splits: Splits, features: Features
 ) -> dict[str, dict[str, Any]]:
     """Per fusion (the trained one first): best epoch, valid and test metrics (``train.fusions_dir``)."""
     from cliper.fusion_comparison import load_compared
 
     e = params.evaluate
-    data = InteractionData(splits.n_users, splits.n_items, splits.users["train"], splits.items["train"])
+    data = _train_data(splits)
     try:
         compared = load_compared(root / params.train.fusions_dir, data, features)
     except ValueError as exc:
@@ -100,10 +112,10 @@ def compared_fusions(
         return {}
     device = next(model.parameters()).device
     target, topk = splits.target("test"), sorted(e.topk)
-    rows = {meta.get("fusion") or model.fusion.name: (model, meta)}
-    rows |= {name: (m.to(device), record) for name, (m, record) in compared.items()}
+    trained = meta.get("fusion") or model.fusion.name
+    rows = {trained: (model, meta)} | {name: (m.to(device), rec) for name, (m, rec) in compared.items()}
     return {
-        name: {"trained": name == next(iter(rows)), "best_epoch": record.get("best_epoch"),
+        name: {"trained": name == trained, "best_epoch": record.get("best_epoch"),
                "valid": record.get("valid", {}), "test": evaluate_model(m, target, topk, e.batch_users)}
         for name, (m, record) in rows.items()
     }
@@ -113,11 +125,11 @@ def _view_report(
     params: Params, model: Recommender, splits: Splits, features: Features, slices: dict,
     fusions: dict[str, dict[str, Any]], out: Path,
 ) -> dict[str, str]:
-    """Weights per view, inference-time view ablation, retrained fusions and slices (:mod:`cliper.view_report`)."""
+    """Weights per view, view ablation, retrained fusions and slices (:mod:`cliper.view_report`)."""
     from cliper import view_report
 
     e = params.evaluate
-    data = InteractionData(splits.n_users, splits.n_items, splits.users["train"], splits.items["train"])
+    data = _train_data(splits)
     settings = {
         "topk": sorted(e.topk),
         "batch_users": e.batch_users,
@@ -131,14 +143,15 @@ def _view_report(
 
 
 def per_user_frame(params: Params, hits: np.ndarray, target: EvalTarget) -> pd.DataFrame:
-    """Per test user: id, number of targets, recall and NDCG at the valid metric's K (``per_user_test.csv``).
+    """Per test user: id, targets, recall and NDCG at the valid metric's K (``per_user_test.csv``).
 
     What a paired comparison of two models on the same users needs (:mod:`cliper.uncertainty`).
     """
     k = _metric_k(params)
     per_user = per_user_metrics(hits[:, :k], target.pos_len)
     return pd.DataFrame({"user_id": target.users, "n_targets": target.pos_len,
-                         f"recall@{k}": per_user["recall"][:, k - 1], f"ndcg@{k}": per_user["ndcg"][:, k - 1]})
+                         f"recall@{k}": per_user["recall"][:, k - 1],
+                         f"ndcg@{k}": per_user["ndcg"][:, k - 1]})
 
 
 def headline_interval(params: Params, per_user: pd.DataFrame) -> dict[str, Any]:
@@ -177,7 +190,9 @@ def run(params: Params, root: Path) -> StageResult:
                 "n_targets": int(target.pos_len.sum()),
             }
     per_user = per_user_frame(params, test_hits, test)
-    fusions = compared_fusions(params, root, model, meta, splits, features) if features is not None else {}
+    fusions = {}
+    if features is not None:
+        fusions = score_compared_fusions(params, root, model, meta, splits, features)
     metrics = {
         "backbone": meta["backbone"],
         "fusion": meta.get("fusion"),

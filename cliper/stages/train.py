@@ -239,11 +239,11 @@ def _run(params: Params, root: Path) -> StageResult:
         cache_key=key,
     )
     chosen = result.points[result.best_index]
-    compared = {}
-    if inputs.features is not None and compared_fusions(t):
+    compared, fusions = {}, compared_fusions(t)
+    if inputs.features is not None and fusions:
         data = TrainData(inputs.data, inputs.features, valid, test)
-        compared = train_compared(compared_fusions(t), chosen["point"], t.backbone, data, settings,
-                                  (root / t.cache_dir, key))
+        cache = (root / t.cache_dir, key)
+        compared = train_compared(fusions, chosen["point"], t.backbone, data, settings, cache)
     if not distributed.is_main():
         return StageResult(stage="train", outputs={}, metrics={})
     state = result.trainer.state

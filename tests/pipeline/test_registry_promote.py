@@ -172,7 +172,8 @@ def test_a_tag_written_concurrently_by_another_promote_does_not_fail_this_one(
     def racing_merge(session: Session, row, *args, **kwargs):
         if isinstance(row, SqlModelVersionTag) and row.key == "promotion.replaced_by" and not raced:
             raced.append(row.version)
-            MlflowClient(store.tracking_uri).set_model_version_tag(NAME, "1", row.key, "2")  # the other process
+            other_process = MlflowClient(store.tracking_uri)
+            other_process.set_model_version_tag(NAME, "1", row.key, "2")
             session.add(row)  # this one saw no row: a plain INSERT
             return row
         return merge(session, row, *args, **kwargs)

@@ -79,7 +79,8 @@ def test_log_and_register_writes_run_metrics_artifacts_and_challenger(
     assert metrics["test_ci/recall_at_20.low"] == pytest.approx(0.2) and metrics["test_ci/level"] == 0.95
     assert metrics["fusion/concat/recall_at_20"] == pytest.approx(0.22)
     assert sorted(metrics) == sorted({"test/recall_at_20", "test/ndcg_at_20", "slice/cold/recall_at_20",
-                                      "test_ci/level", "test_ci/recall_at_20.low", "test_ci/recall_at_20.high",
+                                      "test_ci/level", "test_ci/recall_at_20.low",
+                                      "test_ci/recall_at_20.high",
                                       "fusion/concat/recall_at_20",
                                       "valid/recall_at_20", "train/best_epoch", "epoch/train_loss",
                                       "epoch/valid_recall_at_20"}), "each metric once"

@@ -64,7 +64,8 @@ def test_report_adds_the_retrained_fusions_and_the_test_set_resolution() -> None
     assert "0.0750" in row, row  # mean of 0.07 and 0.08
     assert "-> attention" not in text, "the trained model is its own arm already"
     assert "bootstrap sd over test users (1200 users) of one run's test recall@20 is 8.0%" in text
-    paired = [line for line in text.splitlines() if line.startswith("| freedom+cliper(attention) vs lightgcn")]
+    target = "| freedom+cliper(attention) vs lightgcn"
+    paired = [line for line in text.splitlines() if line.startswith(target)]
     assert len(paired) == 2 and "(required +5%)" in paired[0], "per catalog and pooled"
     a = np.stack([per_user[f"{arms[0]}-{s}"] for s in (1, 2)]).mean()
     b = np.stack([per_user[f"lightgcn-{s}"] for s in (1, 2)]).mean()

@@ -178,7 +178,8 @@ def _fusion_project(tmp_path, backbone: str = "freedom", compare: list[str] | No
     config = SMALL if backbone == "freedom" else {"embedding_size": DIM}
     params = from_dict(Params, {
         "train": {"backbone": backbone, "epochs": 3, "device": "cpu", "progress": False,
-                  "backbones": {backbone: {**config, "reg_weight": [0.0, 0.1]} if backbone == "freedom" else config},
+                  "backbones": {backbone: {**config, "reg_weight": [0.0, 0.1]}
+                                if backbone == "freedom" else config},
                   "compare_fusions": ["mean", "concat", "self_attention"] if compare is None else compare},
         "evaluate": {"topk": [5, 10], "valid_metric": "recall@10"},
         "tracking": {"enabled": False},
@@ -205,7 +206,8 @@ def test_retrained_fusions_sit_beside_the_trained_model(tmp_path) -> None:
     target = s.target("test")
     stage = evaluate(params, root)
     fusions = io.read_json(root / "reports/evaluate/metrics.json")["fusions"]
-    assert sorted(fusions) == ["attention", "concat", "mean", "self_attention"] and fusions["attention"]["trained"]
+    assert sorted(fusions) == ["attention", "concat", "mean", "self_attention"]
+    assert fusions["attention"]["trained"]
     for name, record in listing.items():
         assert record["point"] == meta["point"], "every fusion is trained at the chosen grid point"
         model = Recommender.load(root / "models/fusions" / name, data, features).eval()
@@ -217,7 +219,8 @@ def test_retrained_fusions_sit_beside_the_trained_model(tmp_path) -> None:
     ci = metrics["test_ci"]["recall@10"]  # bootstrap over test users of the trained model's figure
     assert ci["mean"] == pytest.approx(metrics["test"]["recall@10"]) and ci["low"] <= ci["mean"] <= ci["high"]
     assert metrics["test_ci"]["n_users"] == target.n_users and ci["sd"] > 0
-    assert (stage.metrics["test_recall@10_ci_low"], stage.metrics["test_recall@10_ci_high"]) == (ci["low"], ci["high"])
+    interval = (stage.metrics["test_recall@10_ci_low"], stage.metrics["test_recall@10_ci_high"])
+    assert interval == (ci["low"], ci["high"])
     users = pd.read_csv(root / "reports/evaluate/per_user_test.csv")
     assert users["user_id"].tolist() == target.users.tolist()
     assert users["recall@10"].mean() == pytest.approx(metrics["test"]["recall@10"], abs=1e-6)
