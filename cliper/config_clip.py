@@ -59,7 +59,7 @@ class ClipConfig:
     weights (CUDA only for fp16); ``fp32`` everywhere.
     """
 
-    model: str = "cliper-tiny"
+    model: str = "cliper-tiny-resnet"
     # None (random init) | local checkpoint file (open_clip or Long-CLIP format) | open_clip tag |
     # "hf-hub:org/repo[/file]"; tags and hub files are downloaded only when allow_download is true.
     pretrained: str | None = None

@@ -2,7 +2,8 @@
 
 ``clip.model`` is any open_clip architecture name (``ViT-B-32``, ...) or the name of a JSON
 config shipped in ``cliper/clip/model_configs/`` (registered with ``open_clip.add_model_config``;
-``cliper-tiny`` is sized for the demo on 2 CPU cores; ``LongCLIP-B-16`` / ``LongCLIP-L-14`` have
+``cliper-tiny-resnet`` (the demo's: a small ModifiedResNet image tower) and ``cliper-tiny`` (a small
+ViT) are sized for 2 CPU cores; ``LongCLIP-B-16`` / ``LongCLIP-L-14`` have
 the 248-token text context of Long-CLIP). ``clip.pretrained`` is ``None`` (random init, seeded),
 a local checkpoint file, an open_clip tag or ``hf-hub:org/repo[/file]`` (downloaded only with
 ``clip.allow_download``; :mod:`cliper.clip.pretrained`). A checkpoint in Long-CLIP's format is

@@ -108,9 +108,9 @@ def test_stage_writes_checkpoint_and_report_and_epochs_zero_keeps_weights(tmp_pa
     assert report["before"] == report["after"] and report["n_val"] == 6
     assert report["chance"] == {"recall@1": 1 / 6, "recall@10": 1.0}
     info = json.loads((tmp_path / "models" / "clip" / "model.json").read_text())
-    assert info["model"] == "cliper-tiny" and len(info["sha256"]) == 64
-    start = load_clip("cliper-tiny", None, "fp32", "cpu", seed=params.clip.adapt.seed)
-    saved = load_clip("cliper-tiny", result.outputs["checkpoint"], "fp32", "cpu")
+    assert info["model"] == params.clip.model and len(info["sha256"]) == 64
+    start = load_clip(params.clip.model, None, "fp32", "cpu", seed=params.clip.adapt.seed)
+    saved = load_clip(params.clip.model, result.outputs["checkpoint"], "fp32", "cpu")
     assert all(
         torch.equal(a, b)
         for a, b in zip(start.model.state_dict().values(), saved.model.state_dict().values(), strict=True)

@@ -32,6 +32,17 @@ def test_tiny_config_is_registered_and_sized_for_cpu(tiny):
     assert "bicubic" in repr(tiny.preprocess).lower()
 
 
+def test_demo_resnet_config_is_a_conv_tower_sized_for_cpu():
+    """cliper-tiny-resnet (params.yaml's demo model): a ModifiedResNet image tower, 64 px, 128 dims."""
+    loaded = load_clip("cliper-tiny-resnet", None, "fp32", "cpu", seed=3)
+    assert type(loaded.model.visual).__name__ == "ModifiedResNet"
+    assert loaded.embed_dim == 128 and loaded.context_length == 77
+    assert sum(p.numel() for p in loaded.model.visual.parameters()) < 6_000_000  # 5.3 M
+    image, text = _outputs(loaded)
+    assert image.shape == (1, 128) and text.shape == (2, 128)
+    assert "64" in repr(loaded.preprocess)  # resized to the tower's 64 px
+
+
 def test_checkpoint_round_trip_through_pretrained_path(tiny, tmp_path):
     sha = save_checkpoint(tiny.model, tmp_path / "ckpt" / "model.bin")
     again = load_clip("cliper-tiny", "ckpt/model.bin", "fp32", "cpu", root=tmp_path, seed=99)

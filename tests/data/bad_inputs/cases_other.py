@@ -109,7 +109,7 @@ CHECKPOINT_CASES = [
         "ckpt-wrong-model",
         "adapt",
         _ckpt("raw/other.bin", bad.wrong_model_checkpoint),
-        ("other.bin", "another architecture than clip.model 'cliper-tiny'"),
+        ("other.bin", "another architecture than clip.model 'cliper-tiny-resnet'"),
         ("clip.pretrained=raw/other.bin",),
     ),
     Case(
