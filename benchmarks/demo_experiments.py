@@ -213,6 +213,7 @@ def merge(folders: list[Path], out: Path, arms: list[str]) -> None:
             per_user |= dict(np.load(folder / PER_USER_FILE))
     catalogs = list(dict.fromkeys(r["catalog"] for r in records))
     seeds = list(dict.fromkeys(r["seed"] for r in records))
+    arms = [a for a in arms if any(r["arm"] == a for r in records)]  # an arm stopped before its first run
     text = report(records, arms, catalogs, seeds, per_user)
     io.write_json(out / "demo_experiments.json", {"runs": records, "catalogs": catalogs, "seeds": seeds,
                                                   "grids": GRIDS, "merged_from": [str(f) for f in folders]})
