@@ -60,7 +60,7 @@ def test_outputs_match_contract_and_plain_encoding(project):
     assert meta["content_hash"] == sha256_array(text, image) and meta["chunk_combine"] == "mean"
     views = pd.read_parquet(project / "data" / "preprocessed" / "views.parquet")
     loaded = load_clip(
-        "cliper-tiny", str(project / "models" / "clip" / "open_clip_pytorch_model.bin"), "fp32", "cpu"
+        _params().clip.model, str(project / "models" / "clip" / "open_clip_pytorch_model.bin"), "fp32", "cpu"
     )
     short = views[views["n_chunks"] == 1]
     with torch.inference_mode():  # the original's way: full context, one prompt string each
