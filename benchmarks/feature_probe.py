@@ -81,6 +81,13 @@ def chance(labels: dict[str, np.ndarray]) -> dict[str, float]:
     return {a: float(((np.unique(v, return_counts=True)[1] / len(v)) ** 2).sum()) for a, v in labels.items()}
 
 
+def markdown_table(table: dict[str, dict[str, float]]) -> list[str]:
+    """Markdown lines: one row per features name, one column per attribute."""
+    return ["| features | " + " | ".join(ATTRIBUTES) + " |", "| --- |" + " --- |" * len(ATTRIBUTES)] + [
+        f"| {name} | " + " | ".join(f"{v[a]:.2f}" for a in ATTRIBUTES) + " |" for name, v in table.items()
+    ]
+
+
 def main() -> None:
     """Measure, print and write ``<out>/feature_probe[_<name>].{json,md}``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -107,14 +114,11 @@ def main() -> None:
     )
     lines = [f"# kNN purity of `{folder}` ({K} neighbours, cosine) per latent attribute", "",
              f"Written by `benchmarks/feature_probe.py`. Mean attention weight per view: {mean_weights}.", "",
-             "| features | " + " | ".join(ATTRIBUTES) + " |", "| --- |" + " --- |" * len(ATTRIBUTES)]
-    lines += [f"| {name} | " + " | ".join(f"{v[a]:.2f}" for a in ATTRIBUTES) + " |"
-              for name, v in table.items()]
+             *markdown_table(table)]
     probes = {"majority": majority(labels)} | {name: linear_probe(x, labels) for name, x in rows.items()}
-    lines += ["", f"Linear probe: held-out accuracy ({1 - PROBE_TRAIN_SHARE:.0%} of the items, seed {PROBE_SEED}).",
-              "", "| features | " + " | ".join(ATTRIBUTES) + " |", "| --- |" + " --- |" * len(ATTRIBUTES)]
-    lines += [f"| {name} | " + " | ".join(f"{v[a]:.2f}" for a in ATTRIBUTES) + " |"
-              for name, v in probes.items()]
+    share = f"{1 - PROBE_TRAIN_SHARE:.0%}"
+    lines += ["", f"Linear probe: held-out accuracy ({share} of the items, seed {PROBE_SEED}).", "",
+              *markdown_table(probes)]
     stem = "feature_probe" + (f"_{args.name}" if args.name else "")
     io.write_json(args.out / f"{stem}.json",
                   {"features": str(folder), "k": K, "purity": table, "linear_probe": probes})

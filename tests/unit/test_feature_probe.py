@@ -14,7 +14,7 @@ from feature_probe import knn_purity, linear_probe, majority  # noqa: E402
 
 
 def features(n: int = 800, seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """A dominant attribute in 8 strong dimensions, a weak one in 1 dimension among 32 of noise, one absent."""
+    """A dominant attribute in 8 strong dimensions, a weak one in 1 among 32 of noise, one absent."""
     rng = np.random.default_rng(seed)
     labels = {name: rng.integers(0, 4, n) for name in ("dominant", "weak", "absent")}
     codes = rng.normal(size=(4, 8)) * 5
