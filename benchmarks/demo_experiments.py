@@ -43,7 +43,7 @@ from demo_quality import (  # noqa: E402
     METRIC,
     TARGETS,
     markdown,
-    parse_override,
+    set_overrides,
     summarise,
     with_grid,
 )
@@ -239,7 +239,7 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true",
                         help="keep the runs already in demo_experiments.json (an interrupted run)")
     args = parser.parse_args()
-    common = dict(parse_override(text) for text in args.overrides)
+    common = set_overrides(args.overrides)
     arms = {name: {**with_grid(o), **common} for name, o in (ARMS | FUSION_FORMS).items()}
     if args.merge:
         merge(args.merge, args.out, list(arms))

@@ -32,10 +32,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cliper import io
-from cliper.config import load_params
+from cliper.cli import parse_overrides
+from cliper.config import ConfigError, load_params
 from cliper.stages import train as train_stage
 
 REPO = Path(__file__).resolve().parents[1]
@@ -140,12 +139,12 @@ def with_grid(overrides: dict[str, Any]) -> dict[str, Any]:
     return {**overrides, "train.backbones": {backbone: {**grid, **fixed}}}
 
 
-def parse_override(text: str) -> tuple[str, Any]:
-    """``"train.patience=150"`` -> ``("train.patience", 150)`` (the value read as YAML)."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise SystemExit(f"--set {text!r}: expected KEY=VALUE, e.g. train.patience=150")
-    return key.strip(), yaml.safe_load(value)
+def set_overrides(texts: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` options, parsed by the CLI's own parser; a bad one exits with its message."""
+    try:
+        return parse_overrides(texts)
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from exc
 
 
 def run_arm(name: str, overrides: dict[str, Any], seed: int, work: Path) -> dict[str, Any]:
@@ -276,7 +275,7 @@ def main() -> None:
     arms = ARMS | FUSION_FORMS | (EXTENDED if args.extended else {}) | (DIAGNOSIS if args.diagnose else {})
     if args.grid:
         arms = {name: with_grid(overrides) for name, overrides in arms.items()}
-    common = dict(parse_override(text) for text in args.overrides)
+    common = set_overrides(args.overrides)
     arms = {name: {**overrides, **common} for name, overrides in arms.items()}
     if args.diagnose:
         write_diagnosis_features(REPO)

@@ -53,6 +53,7 @@ def linear_probe(x: np.ndarray, labels: dict[str, np.ndarray]) -> dict[str, floa
     out = {}
     for name, values in labels.items():
         y = torch.as_tensor(np.unique(values, return_inverse=True)[1])
+        torch.manual_seed(PROBE_SEED)  # the layer's initial weights
         layer = torch.nn.Linear(t.shape[1], int(y.max()) + 1)
         opt = torch.optim.LBFGS(layer.parameters(), max_iter=PROBE_STEPS, line_search_fn="strong_wolfe")
 
@@ -63,8 +64,6 @@ def linear_probe(x: np.ndarray, labels: dict[str, np.ndarray]) -> dict[str, floa
             loss.backward()
             return loss
 
-        torch.manual_seed(PROBE_SEED)
-        layer.reset_parameters()
         opt.step(closure)
         with torch.no_grad():
             out[name] = float((layer(t[test]).argmax(1) == y[test]).float().mean())
