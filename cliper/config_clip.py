@@ -20,6 +20,9 @@ class AdaptConfig:
     epochs: int = 18
     batch_size: int = 64
     lr: float = 3e-4
+    # Learning rate over the steps: constant, or linear warm-up then cosine decay to zero (as CLIP).
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    warmup_fraction: float = field(default=0.05, metadata={"ge": 0, "lt": 1})  # share of steps, cosine only
     weight_decay: float = 0.0
     # Weight of a text-text InfoNCE between two different views of the same item (0 = image-text only).
     text_weight: float = 0.0

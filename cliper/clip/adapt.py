@@ -10,7 +10,9 @@ between the two views (same item = positive) is added with that weight: it makes
 encoder keep what the views share but the image cannot show (brand, material). With
 ``hard_negatives > 0`` that share of every batch is mined: near neighbours, in the current image
 embedding space, of the batch's anchors (:mod:`cliper.clip.hard_batches`). With ``grayscale > 0``
-that share of the images is shown in grey (:mod:`cliper.clip.augment`). A seeded fraction
+that share of the images is shown in grey (:mod:`cliper.clip.augment`). With
+``lr_schedule: cosine`` the learning rate warms up linearly over ``warmup_fraction`` of the
+steps, then follows a cosine from ``lr`` towards zero at the end of the last epoch. A seeded fraction
 of the items (``val_fraction``) is held out; image->text and text->image Recall@1/@10 on the
 held-out items (text = ``eval_view``) are measured before and after, next to chance (k/n).
 """
@@ -170,6 +172,17 @@ def _train_step(
     return float(loss.detach()), img.detach()
 
 
+def lr_factor(cfg: AdaptConfig, step: int, n_steps: int) -> float:
+    """Multiplier of ``cfg.lr`` for optimiser step ``step`` (0-based) of ``n_steps``."""
+    if cfg.lr_schedule == "constant":
+        return 1.0
+    warmup = int(cfg.warmup_fraction * n_steps)
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min((step - warmup) / max(n_steps - warmup, 1), 1.0)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def adapt_clip(
     loaded: LoadedClip,
     texts: np.ndarray,
@@ -208,6 +221,8 @@ def adapt_clip(
         num_workers = 0
     memory = EmbeddingMemory(n_items) if cfg.hard_negatives > 0 else None
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n_steps = cfg.epochs * max(len(train) // min(cfg.batch_size, len(train)), 1)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(cfg, step, n_steps))
     mean, std = normalisation(loaded.preprocess) if cfg.grayscale > 0 else ((), ())
     aug_gen = torch.Generator().manual_seed(cfg.seed + 1)  # its own stream: grayscale 0 keeps the batches
     model.train()
@@ -222,6 +237,7 @@ def adapt_clip(
                 other = tokens[items, (views + shift) % n_views]
             batch = random_grayscale(batch, cfg.grayscale, mean, std, aug_gen)
             loss, img = _train_step(loaded, opt, batch, tokens[items, views], other, cfg.text_weight)
+            schedule.step()
             losses.append(loss)
             if memory is not None:
                 memory.update(items, img)

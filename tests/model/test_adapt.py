@@ -207,3 +207,25 @@ def test_grayscale_share_reaches_the_training_images(tmp_path, monkeypatch):
     _adapted_weights(tmp_path, grayscale=0.5)
     expected = base + 0.5 * (1 - base)
     assert abs(float(np.mean(seen)) - expected) < 0.15, (seen, expected)
+
+
+def test_cosine_schedule_warms_up_then_decays_the_optimiser_lr(tmp_path, monkeypatch):
+    """clip.adapt.lr_schedule: the lr each step trains with; constant stays at lr."""
+    import math
+
+    import cliper.clip.adapt as adapt_module
+
+    step, seen = adapt_module._train_step, []
+
+    def recording(loaded, opt, *args):
+        seen.append(opt.param_groups[0]["lr"])
+        return step(loaded, opt, *args)
+
+    monkeypatch.setattr(adapt_module, "_train_step", recording)
+    _adapted_weights(tmp_path)
+    assert seen == [3e-4] * 9  # 36 training items, batches of 12, 3 epochs
+    seen.clear()
+    _adapted_weights(tmp_path, lr_schedule="cosine", warmup_fraction=0.34)  # 3 warm-up steps of 9
+    cosine = [0.5 * (1 + math.cos(math.pi * t / 6)) for t in range(6)]
+    expected = [3e-4 * f for f in [1 / 3, 2 / 3, 1.0, *cosine]]
+    assert np.allclose(seen, expected, rtol=1e-9, atol=0), (seen, expected)
