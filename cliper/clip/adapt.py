@@ -221,7 +221,7 @@ def adapt_clip(
         num_workers = 0
     memory = EmbeddingMemory(n_items) if cfg.hard_negatives > 0 else None
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    n_steps = cfg.epochs * max(len(train) // min(cfg.batch_size, len(train)), 1)
+    n_steps = cfg.epochs * (len(train) // _batch_size(cfg, len(train)))  # full batches: the last is dropped
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(cfg, step, n_steps))
     mean, std = normalisation(loaded.preprocess) if cfg.grayscale > 0 else ((), ())
     aug_gen = torch.Generator().manual_seed(cfg.seed + 1)  # its own stream: grayscale 0 keeps the batches
@@ -249,6 +249,11 @@ def adapt_clip(
     return result
 
 
+def _batch_size(cfg: AdaptConfig, n_train: int) -> int:
+    """``cfg.batch_size``, capped at the number of training items."""
+    return min(cfg.batch_size, n_train)
+
+
 def _epoch_loader(
     dataset: _Indexed,
     cfg: AdaptConfig,
@@ -258,7 +263,7 @@ def _epoch_loader(
     num_workers: int,
 ) -> torch.utils.data.DataLoader:
     """This epoch's batches: shuffled ones, or hard-negative ones mined from ``memory``."""
-    batch_size = min(cfg.batch_size, len(train))
+    batch_size = _batch_size(cfg, len(train))
     if memory is None:
         return torch.utils.data.DataLoader(
             dataset, batch_size=batch_size, shuffle=True, drop_last=True, generator=gen,
