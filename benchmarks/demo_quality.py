@@ -159,6 +159,7 @@ def run_arm(name: str, overrides: dict[str, Any], seed: int, work: Path) -> dict
             "train.progress": False,
             "train.out_dir": str(folder / "model"),
             "train.reports_dir": str(folder / "reports"),
+            "train.fusions_dir": str(folder / "fusions"),  # not the checkout's models/fusions (a DVC output)
         },
     )
     started = time.perf_counter()

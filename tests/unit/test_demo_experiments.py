@@ -81,3 +81,23 @@ def test_demo_quality_set_overrides_parse_as_yaml() -> None:
     assert set_overrides(["train.views=[title]"]) == {"train.views": ["title"]}
     with pytest.raises(SystemExit, match="expects KEY=VALUE"):
         set_overrides(["train.patience"])
+
+
+def test_run_arm_writes_every_train_output_under_its_work_folder(tmp_path: Path, monkeypatch) -> None:
+    """An in-process arm must not overwrite the checkout's DVC outputs (models/, reports/)."""
+    import demo_quality
+
+    from cliper import io
+
+    seen = {}
+
+    def fake_run(params, root) -> None:
+        t = params.train
+        seen.update(out=t.out_dir, reports=t.reports_dir, fusions=t.fusions_dir)
+        io.write_json(Path(t.reports_dir) / "metrics.json",
+                      {"best_epoch": 1, "valid": {"recall@20": 0.1}, "test": {"recall@20": 0.1}})
+
+    monkeypatch.setattr(demo_quality.train_stage, "run", fake_run)
+    demo_quality.run_arm("lightgcn", with_grid(ARMS["lightgcn"]), 999, tmp_path)
+    assert set(seen) == {"out", "reports", "fusions"}
+    assert all(Path(p).is_relative_to(tmp_path) for p in seen.values()), seen
