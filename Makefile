@@ -8,7 +8,16 @@ PREFECT_API ?= http://127.0.0.1:4200/api
 
 .PHONY: install demo test lint ui-mlflow ui-prefect serve-deployment team-stack clean
 
+# The locked install is ~6.9 GB in $(VENV) (PyTorch's CUDA build and its nvidia-* wheels): stop early
+# with a clear message instead of pip's "No space left on device" halfway through.
+MIN_FREE_GIB ?= 7
+
 $(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c "import os, shutil, sys; d = '$(dir $(abspath $(VENV)))'; d = d if os.path.isdir(d) else '.'; \
+	free = shutil.disk_usage(d).free / 2**30; \
+	sys.exit(f'make install: {free:.1f} GiB free on the disk of {d}, the locked install needs about \
+	$(MIN_FREE_GIB) GiB in $(VENV) (PyTorch CUDA build). Free some space, or make VENV=/path/on/a/bigger/disk \
+	(MIN_FREE_GIB=0 skips this check).') if free < $(MIN_FREE_GIB) else None"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.lock

@@ -124,9 +124,11 @@ class FREEDOM(MultimodalRecommender):
         user_all, item_all = self.compute_embeddings()
         u = rows(user_all, users)
         loss = bpr_loss((u * rows(item_all, pos_items)).sum(-1), (u * rows(item_all, neg_items)).sum(-1))
-        text, image = self.text_features, self.image_features
-        mf_t = _modality_bpr(u, self.text_trs, text(pos_items), text(neg_items))
-        mf_v = _modality_bpr(u, self.image_trs, image(pos_items), image(neg_items))
+        # one text_features call for both: a learnable fusion fuses each distinct item once
+        text = self.text_features(torch.cat([pos_items, neg_items])).split([len(pos_items), len(neg_items)])
+        image = self.image_features(pos_items), self.image_features(neg_items)
+        mf_t = _modality_bpr(u, self.text_trs, *text)
+        mf_v = _modality_bpr(u, self.image_trs, *image)
         return loss + self.reg_weight * (mf_t + mf_v)
 
 

@@ -23,7 +23,7 @@ from torch import nn
 
 from cliper.config import FusionConfig
 from cliper.fusion import Fusion, build_fusion, frozen_text_features
-from cliper.models.base import Features, InteractionData, Recommender
+from cliper.models.base import Features, InteractionData, Recommender, rows
 
 
 class MultimodalRecommender(Recommender):
@@ -84,12 +84,19 @@ class MultimodalRecommender(Recommender):
         return self.image_table if items is None else self.image_table.index_select(0, items)
 
     def text_features(self, items: torch.Tensor | None = None) -> torch.Tensor:
-        """``t_feat`` rows of ``items``; runs a learnable fusion on just those items."""
+        """``t_feat`` rows of ``items`` (all items when ``None``).
+
+        A learnable fusion runs once per distinct item of ``items`` and its rows are gathered back:
+        the fusion is row-wise, so the values are the same, and a batch's positives and negatives
+        repeat items (self-attention over the views was most of FREEDOM's step).
+        """
         if self.text_table is not None:
             return self.text_table if items is None else self.text_table.index_select(0, items)
         if items is None:
             return self.fusion(self.text_views, self.image_raw)[0]
-        return self.fusion(self.text_views[:, items], self.image_raw[items])[0]
+        distinct, inverse = torch.unique(items, return_inverse=True)
+        views, image = self.text_views.index_select(1, distinct), self.image_raw.index_select(0, distinct)
+        return rows(self.fusion(views, image)[0], inverse)
 
     def view_weights(self) -> np.ndarray | None:
         """``[n_items, n_views]`` fusion weights (``None`` for sum/concat/mlp)."""

@@ -118,6 +118,47 @@ def test_learnable_fusion_trains_with_the_backbone(name: str, fusion: str, data,
     )
 
 
+@pytest.mark.parametrize("name", [n for n in list_models() if get_model_class(n).needs_features])
+def test_learnable_fusion_runs_once_per_distinct_item(name: str, data, features, monkeypatch) -> None:
+    """A batch repeats items: the fusion sees each once, and loss and gradients are the per-row ones."""
+    model = make(name, data, features, fusion="self_attention")
+    model.train()
+    model.pre_epoch()
+    users, pos = torch.from_numpy(data.train_users), torch.from_numpy(data.train_items)
+    neg = sample_negatives(data, 0)
+
+    def loss_and_grads() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        model.zero_grad()
+        torch.manual_seed(1)  # BM3's target dropout
+        loss = model.calculate_loss(users, pos, neg)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    fused_rows: list[int] = []
+    forward = type(model.fusion).forward
+
+    def counting(self, views, image):
+        fused_rows.append(image.shape[0])
+        return forward(self, views, image)
+
+    monkeypatch.setattr(type(model.fusion), "forward", counting)
+    loss, grads = loss_and_grads()
+    distinct = len(torch.unique(torch.cat([pos, neg])))
+    assert 0 < sum(fused_rows) <= distinct < len(pos) + len(neg)
+
+    def per_row(self, items=None):  # the fusion run on every requested row, repeats included
+        if items is None:
+            return self.fusion(self.text_views, self.image_raw)[0]
+        return self.fusion(self.text_views[:, items], self.image_raw[items])[0]
+
+    monkeypatch.setattr(type(model), "text_features", per_row)
+    reference, reference_grads = loss_and_grads()
+    torch.testing.assert_close(loss, reference, rtol=1e-6, atol=1e-7)
+    assert len(grads) == len(reference_grads)
+    for grad, ref in zip(grads, reference_grads, strict=True):
+        torch.testing.assert_close(grad, ref, rtol=1e-5, atol=1e-7)
+
+
 def test_view_weights_of_attention(data, features) -> None:
     weights = make("freedom", data, features).view_weights()
     assert weights.shape == (N_ITEMS, N_VIEWS)
