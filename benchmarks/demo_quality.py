@@ -56,11 +56,9 @@ TARGETS: tuple[tuple[str, str, float], ...] = (
 MAX_REL_SD = 0.10  # sd across seeds at most 10% of the mean, every arm
 # The same tuning budget for every arm (4 points, chosen on valid): MMRec's grids, cut to size.
 # FREEDOM: CLIPER's knn_k x image weight (params.yaml's default grid); dropout x reg_weight chose
-# worse on valid-selected test R@20 for the image + title arm (0.061 vs 0.089, seed 999). Image
-# weight 0.3 / 0.6: on valid, 0.1 was the worst of 0.1 / 0.3 / 0.6 / 0.9 at both knn_k for both
-# FREEDOM arms, 0.9 the worst for CLIPER (catalog 2024, seed 999; demo_experiments.md).
+# worse on valid-selected test R@20 for the image + title arm (0.061 vs 0.089, seed 999).
 GRIDS: dict[str, dict[str, list[Any]]] = {
-    "freedom": {"knn_k": [10, 20], "mm_image_weight": [0.3, 0.6]},
+    "freedom": {"knn_k": [10, 20], "mm_image_weight": [0.1, 0.3]},
     "lightgcn": {"n_layers": [1, 2], "reg_weight": [1.0e-3, 1.0e-4]},
 }
 FUSION_FORMS: dict[str, dict[str, Any]] = {  # spec §3 (the default, in ARMS) beside the normalised form
