@@ -244,6 +244,7 @@ def main() -> None:
     if args.merge:
         merge(args.merge, args.out, list(arms))
         return
+    args.out.mkdir(parents=True, exist_ok=True)  # before the first run: its results are written at once
     out_json = args.out / "demo_experiments.json"
     resumed = args.resume and out_json.exists()
     records: list[dict[str, Any]] = io.read_json(out_json)["runs"] if resumed else []
