@@ -30,6 +30,8 @@ import torch
 from cliper.config import FusionConfig
 from cliper.fusion import build_fusion
 from cliper.models import Features, InteractionData, build_model
+from cliper.models.base import bpr_loss, rows
+from cliper.models.freedom import _modality_bpr
 from cliper.models.multimodal import MultimodalRecommender
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,10 +48,7 @@ def per_row(model: MultimodalRecommender, items: torch.Tensor | None = None) -> 
 
 
 def per_row_freedom_loss(model, users, pos, neg) -> torch.Tensor:
-    """The former FREEDOM loss: ``text_features`` called for positives, then for negatives."""
-    from cliper.models.base import bpr_loss, rows
-    from cliper.models.freedom import _modality_bpr
-
+    """The former FREEDOM loss, kept verbatim as the reference: the fusion on positives, then negatives."""
     user_all, item_all = model.compute_embeddings()
     u = rows(user_all, users)
     loss = bpr_loss((u * rows(item_all, pos)).sum(-1), (u * rows(item_all, neg)).sum(-1))
