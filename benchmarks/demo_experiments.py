@@ -25,6 +25,7 @@ import argparse
 import itertools
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -89,6 +90,16 @@ def slug(text: str) -> str:
     return "-".join(part for part in out.split("-") if part)
 
 
+def cpu_model() -> str:
+    """The CPU model (``/proc/cpuinfo``, else ``platform.processor()``): runs differ by machine."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
 def run_experiment(root: Path, name: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """One ``dvc exp run`` from the committed params; returns its metrics and MLflow run."""
     subprocess.run(["git", "checkout", "HEAD", "--", *RESTORED], cwd=root, check=True)
@@ -109,6 +120,7 @@ def run_experiment(root: Path, name: str, overrides: dict[str, Any]) -> dict[str
     return {
         "per_user": users[["user_id", METRIC]],  # kept out of the JSON (PER_USER_FILE)
         "experiment": name,
+        "cpu": cpu_model(),
         "seconds": time.perf_counter() - started,
         "best_epoch": train["best_epoch"],
         "grid_size": train.get("grid_size", 1),
@@ -195,7 +207,8 @@ def report(records: list[dict[str, Any]], arms: list[str], catalogs: list[int], 
         body = markdown(summary, meta).split("\n", 2)[2]  # drop the single-run title
         title = f"catalog demo.seed={catalog}" if catalog is not None else "pooled (catalog x seed)"
         trained = [r for r in rows if r["arm"] in base_arms]  # runs of their own, not retrained fusions
-        parts += [f"## {title}", resolution(trained), body]
+        cpus = sorted({r.get("cpu") or "not recorded" for r in trained})
+        parts += [f"## {title}", f"CPU: {'; '.join(cpus)}.\n", resolution(trained), body]
         paired = paired_gains(trained, per_user or {})
         if paired:
             heading = "Paired comparison (the same test users for both arms; seeds averaged):"

@@ -48,6 +48,7 @@ def test_names_are_valid_experiment_names() -> None:
 def test_report_adds_the_retrained_fusions_and_the_test_set_resolution() -> None:
     def run(arm: str, seed: int, value: float, fusions: dict | None = None) -> dict:
         return {"arm": arm, "catalog": 7, "seed": seed, "adapt_i2t_r10": 0.9, "experiment": f"{arm}-{seed}",
+                **({"cpu": "Test CPU"} if seed == 2 else {}),  # seed 1: a record from before the field
                 "test": {"recall@20": value, "ndcg@20": value / 2},
                 "test_ci": {"n_users": 1200, "recall@20": {"rel_sd": 0.08}}, "fusions": fusions or {}}
 
@@ -63,6 +64,7 @@ def test_report_adds_the_retrained_fusions_and_the_test_set_resolution() -> None
     row = next(line for line in text.splitlines() if "-> concat (retrained)" in line)
     assert "0.0750" in row, row  # mean of 0.07 and 0.08
     assert "-> attention" not in text, "the trained model is its own arm already"
+    assert "CPU: Test CPU; not recorded." in text, "the machines the runs came from, per table"
     assert "bootstrap sd over test users (1200 users) of one run's test recall@20 is 8.0%" in text
     target = "| freedom+cliper(attention) vs lightgcn"
     paired = [line for line in text.splitlines() if line.startswith(target)]
