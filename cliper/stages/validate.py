@@ -3,8 +3,8 @@
 Writes ``<out_dir>/summary.json`` (DVC metrics), ``<out_dir>/report.html`` (one self-contained
 page, readable offline: :mod:`cliper.data.validation_report`) and the GX Data Docs HTML under
 ``<out_dir>/data_docs/`` (built in a temporary folder, then moved into place; not a DVC output,
-as GX stamps the build time into every page), also when the data fails, so the failure can be inspected; then raises :class:`ValidationFailed` naming each
-failing expectation with example rows.
+as GX stamps the build time into every page), also when the data fails, so the failure can be
+inspected; then raises :class:`ValidationFailed` naming each failing expectation with example rows.
 
 ``summary.json`` records the sha256 of the validated inputs; :func:`require_validated` (called
 by :func:`cliper.stages.run_stage` before every later stage) refuses to run on data whose
