@@ -53,7 +53,8 @@ from cliper import io  # noqa: E402
 from cliper.config import load_params  # noqa: E402
 from cliper.uncertainty import paired_gain_interval  # noqa: E402
 
-RESTORED = ("params.yaml", "dvc.lock")
+PARAMS_FILE = "params.yaml"
+RESTORED = (PARAMS_FILE, "dvc.lock")
 PER_USER_FILE = "demo_experiments_per_user.npz"  # experiment -> per-test-user METRIC (paired comparisons)
 PAIRED_RESAMPLES, PAIRED_LEVEL, PAIRED_SEED = 2000, 0.95, 0
 
@@ -101,8 +102,14 @@ def cpu_model() -> str:
 
 
 def run_experiment(root: Path, name: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """One ``dvc exp run`` from the committed params; returns its metrics and MLflow run."""
-    subprocess.run(["git", "checkout", "HEAD", "--", *RESTORED], cwd=root, check=True)
+    """One ``dvc exp run`` from the committed params; returns its metrics and MLflow run.
+
+    Only ``params.yaml`` is restored between experiments. ``dvc.lock`` stays as the previous
+    experiment left it: for a stage whose deps and params match the lock, DVC restores the outputs
+    the lock names. If those are the committed outputs of another machine, they are not in the
+    local cache and DVC reruns the stage (every experiment of the default catalog adapted again).
+    """
+    subprocess.run(["git", "checkout", "HEAD", "--", PARAMS_FILE], cwd=root, check=True)
     # a rerun replaces an experiment of the same name; unchanged stages come from DVC's run cache
     subprocess.run(["dvc", "exp", "remove", name], cwd=root, capture_output=True, check=False)
     cmd = ["dvc", "exp", "run", "-n", name, *exp_args(overrides)]
