@@ -48,7 +48,8 @@ MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
 # Metric groups (the MLflow UI groups charts by the prefix before "/").
 EPOCH_PREFIX, VALID_PREFIX, SLICE_PREFIX, TRAIN_PREFIX = "epoch/", "valid/", "slice/", "train/"
 CI_PREFIX, FUSION_PREFIX = "test_ci/", "fusion/"  # evaluate's bootstrap interval; retrained fusions
-EPOCH_TIMES_FILE = "epoch_times.json"  # written by the train stage
+TIMING_FILE = "timing.json"  # the train stage's wall-clock seconds (not a DVC out)
+TIMING_SCALARS = ("seconds_per_epoch",)  # logged as train/<name>
 VALIDATION_REPORT = "report.html"  # the validate stage's self-contained page
 MODEL_ARTIFACT = "model"
 # Files of models/recommender logged as plain artifacts (the pyfunc holds the embeddings).
@@ -214,7 +215,7 @@ def log_history(history: list[dict[str, Any]], end_times: dict[int, float] | Non
     """Per-epoch series under ``epoch/``: ``loss`` -> ``epoch/train_loss``, the rest ``epoch/valid_<name>``.
 
     One point per epoch at ``step=epoch``, stamped with the epoch's wall-clock end (from
-    ``epoch_times.json``) so MLflow's time axes show the training as it ran; one batch call.
+    the train stage's ``timing.json``) so MLflow's time axes show the training as it ran; one batch call.
     """
     from mlflow.entities import Metric
 
@@ -232,6 +233,22 @@ def log_history(history: list[dict[str, Any]], end_times: dict[int, float] | Non
     if batch:
         MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=batch)
     return len(history)
+
+
+def read_timing(reports: Path) -> dict[str, Any]:
+    """The train stage's ``timing.json`` when it belongs to ``history.json`` there, else ``{}``.
+
+    DVC does not track the timings, so after a ``dvc checkout`` of another model the file may
+    describe another training; its ``history_sha256`` tells.
+    """
+    path, history = reports / TIMING_FILE, reports / "history.json"
+    if not (path.is_file() and history.is_file()):
+        return {}
+    timing = read_json(path)
+    if timing.get("history_sha256") != sha256_file(history):
+        logger.info("%s belongs to another training than %s: wall-clock times not logged", path, history)
+        return {}
+    return timing
 
 
 def run_metrics(train_metrics: dict[str, Any], eval_metrics: dict[str, Any]) -> dict[str, float]:
@@ -351,7 +368,9 @@ def _log_and_register(params: Params, root: Path, eval_metrics: dict[str, Any], 
     commit = git_commit(root)
     reports = root / params.train.reports_dir
     train_metrics = read_json(reports / "metrics.json") if (reports / "metrics.json").exists() else {}
-    times = read_json(reports / EPOCH_TIMES_FILE) if (reports / EPOCH_TIMES_FILE).exists() else []
+    timing = read_timing(reports)
+    times = timing.get("epochs", [])
+    train_metrics = {**train_metrics, **{k: timing[k] for k in TIMING_SCALARS if k in timing}}
     with mlflow.start_run(experiment_id=experiment_id) as run:
         _log_params(params, {"git_commit": commit, **input_hashes(params, root), **hashes})
         mlflow.set_tags({"dataset": params.ingest.name, "model_name": name, **hashes})

@@ -5,9 +5,10 @@ Reads ``<ingest.out_dir>/interactions.parquet`` and (multimodal backbones) the f
 point of the grid in ``train.backbones.<backbone>`` (list values) and keeps the one with the
 best valid score; writes ``train.out_dir`` (``model.pt``, ``config.json``, ``embeddings.npz``,
 ``train_meta.json``) and ``train.reports_dir`` (``metrics.json``, ``history.json``,
-``view_weights.csv``, PNG plots). With ``train.compare_fusions`` it then retrains each listed
-fusion at the chosen point into ``train.fusions_dir`` (:mod:`cliper.fusion_comparison`; written,
-possibly empty, for every backbone). Checkpoints live under
+``view_weights.csv``, PNG plots; and ``timing.json``, the wall-clock seconds, which DVC does not
+track so that equal training leaves ``dvc.lock`` as it was). With ``train.compare_fusions`` it
+then retrains each listed fusion at the chosen point into ``train.fusions_dir``
+(:mod:`cliper.fusion_comparison`; written, possibly empty, for every backbone). Checkpoints live under
 ``train.cache_dir/<hash of data + features + config>/`` so a killed run resumes.
 """
 
@@ -35,7 +36,11 @@ from cliper.stages import StageResult
 from cliper.train import TrainSettings
 
 logger = logging.getLogger(__name__)
-EPOCH_TIMES_FILE = "epoch_times.json"  # [{"epoch", "end_time" (unix s)}], read by cliper.tracking
+# wall-clock timings, read by cliper.tracking; not a DVC out (they differ on every run):
+# {"seconds_per_epoch", "grid": [{"point", "seconds_per_epoch"}], "history_sha256",
+#  "epochs": [{"epoch", "seconds", "end_time"}]}
+TIMING_FILE = "timing.json"
+TIMING_KEYS = ("seconds_per_epoch",)  # per grid record: moved from train_meta.json to TIMING_FILE
 
 META_FILE = "train_meta.json"
 
@@ -163,6 +168,7 @@ def _build_fn(params: Params, inputs: TrainInputs):
 def _write_reports(
     reports: Path,
     metrics: dict[str, Any],
+    timing: dict[str, Any],
     history: list[dict],
     model: Any,
     view_names: tuple[str, ...] | None,
@@ -173,9 +179,13 @@ def _write_reports(
     outputs["history"] = str(
         io.write_json(reports / "history.json", [{k: h[k] for k in keep if k in h} for h in history])
     )
-    # kept out of history.json, which stays byte-stable for equal training
-    times = [{"epoch": h["epoch"], "end_time": h["end_time"]} for h in history if "end_time" in h]
-    outputs["epoch_times"] = str(io.write_json(reports / EPOCH_TIMES_FILE, times))
+    # kept out of history.json and metrics.json, which stay byte-stable for equal training
+    epochs = [{k: h[k] for k in ("epoch", "seconds", "end_time") if k in h}
+              for h in history if "end_time" in h]
+    # history_sha256 ties the timings to this history.json: after a `dvc checkout` of another
+    # model the file is stale, and cliper.tracking ignores it
+    timing = {**timing, "history_sha256": io.sha256_file(outputs["history"]), "epochs": epochs}
+    outputs["timing"] = str(io.write_json(reports / TIMING_FILE, timing))
     outputs["history_plot"] = str(plots.plot_history(history, reports / "plots" / "history.png", valid_key))
     weights = model.view_weights()
     df = pd.DataFrame(
@@ -252,7 +262,6 @@ def _run(params: Params, root: Path) -> StageResult:
         "fusion": t.fusion.name if inputs.features is not None else None,
         "best_epoch": chosen["best_epoch"],
         "n_epochs": chosen["n_epochs"],
-        "seconds_per_epoch": chosen["seconds_per_epoch"],
         "valid": chosen["valid"],
         "test": chosen["test"],
         "grid_size": len(result.points),
@@ -263,7 +272,7 @@ def _run(params: Params, root: Path) -> StageResult:
         "model_config": resolve_config(t.backbone, split_point(chosen["point"])[0]),
         "data_hash": inputs.data_hash,
         "feature_hash": inputs.feature_hash,
-        "grid": result.points,
+        "grid": [{k: v for k, v in rec.items() if k not in TIMING_KEYS} for rec in result.points],
         "valid_metric": settings.valid_metric,
         "fusion_config": to_dict(t.fusion),
         "views": list(inputs.features.view_names) if inputs.features is not None else None,
@@ -277,6 +286,11 @@ def _run(params: Params, root: Path) -> StageResult:
     outputs = _write_reports(
         root / t.reports_dir,
         metrics,
+        {
+            "seconds_per_epoch": chosen["seconds_per_epoch"],
+            "grid": [{"point": r["point"], "seconds_per_epoch": r["seconds_per_epoch"]}
+                     for r in result.points],
+        },
         state.history,
         result.model,
         view_names,

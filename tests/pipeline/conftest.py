@@ -19,9 +19,11 @@ import pytest
 from PIL import Image
 
 from cliper.config import Params, TrackingConfig
+from cliper.io import sha256_file
 
 N_USERS, N_ITEMS, DIM, PER_USER = 30, 40, 8, 6
-EPOCH_END_TIMES = (1_700_000_000.5, 1_700_000_002.25, 1_700_000_004.0)  # epoch_times.json (unix s)
+EPOCH_END_TIMES = (1_700_000_000.5, 1_700_000_002.25, 1_700_000_004.0)  # timing.json (unix s)
+SECONDS_PER_EPOCH = 1.75
 
 
 def write_synthetic_project(root: Path, seed: int = 0, split_seed: int = 0) -> Path:
@@ -51,8 +53,10 @@ def write_synthetic_project(root: Path, seed: int = 0, split_seed: int = 0) -> P
     (model / "train_meta.json").write_text(json.dumps(meta))
     history = [{"epoch": e, "loss": 1.0 / (e + 1), "valid_recall@20": 0.1 + 0.01 * e} for e in range(3)]
     (reports / "history.json").write_text(json.dumps(history))
-    times = [{"epoch": e, "end_time": t} for e, t in enumerate(EPOCH_END_TIMES)]
-    (reports / "epoch_times.json").write_text(json.dumps(times))
+    times = [{"epoch": e, "seconds": SECONDS_PER_EPOCH, "end_time": t} for e, t in enumerate(EPOCH_END_TIMES)]
+    timing = {"seconds_per_epoch": SECONDS_PER_EPOCH, "epochs": times,
+              "history_sha256": sha256_file(reports / "history.json")}
+    (reports / "timing.json").write_text(json.dumps(timing))
     (reports / "metrics.json").write_text(json.dumps({"best_epoch": 2, "valid": {"recall@20": 0.12}}))
     (reports / "view_weights.csv").write_text("item_id,view,weight\n0,title,1.0\n")
     (reports / "plots").mkdir(exist_ok=True)

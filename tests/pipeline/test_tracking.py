@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from cliper import registry, tracking
 from cliper.io import sha256_file
-from tests.pipeline.conftest import EPOCH_END_TIMES
+from tests.pipeline.conftest import EPOCH_END_TIMES, SECONDS_PER_EPOCH
 
 EVAL = {"backbone": "lightgcn", "valid": {"recall@20": 0.12}, "test": {"recall@20": 0.25, "ndcg@20": 0.125},
         "slices": {"cold": {"recall@20": 0.05}},
@@ -76,13 +76,15 @@ def test_log_and_register_writes_run_metrics_artifacts_and_challenger(
     assert metrics["slice/cold/recall_at_20"] == pytest.approx(0.05)
     assert metrics["valid/recall_at_20"] == pytest.approx(0.12)
     assert metrics["train/best_epoch"] == 2
+    assert metrics["train/seconds_per_epoch"] == SECONDS_PER_EPOCH  # from timing.json, not a DVC out
     assert metrics["test_ci/recall_at_20.low"] == pytest.approx(0.2) and metrics["test_ci/level"] == 0.95
     assert metrics["fusion/concat/recall_at_20"] == pytest.approx(0.22)
     assert sorted(metrics) == sorted({"test/recall_at_20", "test/ndcg_at_20", "slice/cold/recall_at_20",
                                       "test_ci/level", "test_ci/recall_at_20.low",
                                       "test_ci/recall_at_20.high",
                                       "fusion/concat/recall_at_20",
-                                      "valid/recall_at_20", "train/best_epoch", "epoch/train_loss",
+                                      "valid/recall_at_20", "train/best_epoch", "train/seconds_per_epoch",
+                                      "epoch/train_loss",
                                       "epoch/valid_recall_at_20"}), "each metric once"
     history = client.get_metric_history(result["run_id"], "epoch/valid_recall_at_20")
     assert sorted((m.step, round(m.value, 6)) for m in history) == [(0, 0.1), (1, 0.11), (2, 0.12)]
@@ -100,6 +102,16 @@ def test_log_and_register_writes_run_metrics_artifacts_and_challenger(
     assert str(version.version) == result["model_version"] == "1"
     assert version.tags["data_hash"] == params["data_hash"]
     assert float(version.tags["test/recall_at_20"]) == pytest.approx(0.25)
+
+
+def test_timings_of_another_training_are_not_logged(synth_project: Path) -> None:
+    """timing.json is not a DVC out: after a checkout of another model it must not be read."""
+    reports = synth_project / "reports/train"
+    assert tracking.read_timing(reports)["seconds_per_epoch"] == SECONDS_PER_EPOCH
+    (reports / "history.json").write_text('[{"epoch": 0, "loss": 0.5}]')  # another training's history
+    assert tracking.read_timing(reports) == {}
+    (reports / "timing.json").unlink()
+    assert tracking.read_timing(reports) == {}
 
 
 def test_second_run_gets_new_version_and_moves_challenger(synth_project: Path, make_params) -> None:
