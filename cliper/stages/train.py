@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 # {"seconds_per_epoch", "grid": [{"point", "seconds_per_epoch"}], "history_sha256",
 #  "epochs": [{"epoch", "seconds", "end_time"}]}
 TIMING_FILE = "timing.json"
-TIMING_KEYS = ("seconds_per_epoch",)  # per grid record: moved from train_meta.json to TIMING_FILE
+TIMING_KEYS = ("seconds_per_epoch",)  # of each grid record: written to TIMING_FILE, not train_meta.json
 
 META_FILE = "train_meta.json"
 
@@ -287,9 +287,8 @@ def _run(params: Params, root: Path) -> StageResult:
         root / t.reports_dir,
         metrics,
         {
-            "seconds_per_epoch": chosen["seconds_per_epoch"],
-            "grid": [{"point": r["point"], "seconds_per_epoch": r["seconds_per_epoch"]}
-                     for r in result.points],
+            **{k: chosen[k] for k in TIMING_KEYS},
+            "grid": [{"point": r["point"], **{k: r[k] for k in TIMING_KEYS}} for r in result.points],
         },
         state.history,
         result.model,
