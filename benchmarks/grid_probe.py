@@ -1,0 +1,167 @@
+"""FREEDOM grid probe: which values should the 4-point grid of the demo benchmark span?
+
+Trains the two FREEDOM arms of ``benchmarks/demo_quality.py`` (image + title; CLIPER attention
+over all views) at single points of FREEDOM's hyper-parameters (no grid, no compared fusions),
+on the checkout's current features (``dvc repro extract`` first; the catalog is the checkout's
+``demo.seed``). The points are judged on **valid** Recall@20 only, as the grid itself chooses;
+test Recall@20 is recorded beside it but must not pick the grid (that would tune on test).
+
+Resumable: rows already in ``--out``'s JSON (same label, arm, seed) are skipped. Writes
+``grid_probe_c<demo.seed>.{json,md}``.
+
+``--summarise`` reads every catalog's JSON and writes ``grid_probe.md``: the grid of
+:data:`CANDIDATE_GRID` emulated from the single points (each grid point is seeded with
+``train.seed`` and trained alone, exactly as a single-point run, so the emulation picks what
+the train stage's grid would: the best valid, ties to the first point), pooled over catalogs x
+seeds, against LightGCN's runs in ``demo_experiments.json`` (its arm and grid are unchanged).
+
+Usage::
+
+    python benchmarks/grid_probe.py --seeds 999 1000      # in a checkout per catalog
+    python benchmarks/grid_probe.py --summarise
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import torch  # noqa: E402
+from demo_quality import ARMS, METRIC, run_arm  # noqa: E402
+
+from cliper import io  # noqa: E402
+from cliper.config import load_params  # noqa: E402
+
+PROBED_ARMS = ("freedom image+title", "freedom+cliper(attention)")
+# label -> FREEDOM params at that point; the rest are cliper/models/configs/freedom.yaml's defaults
+POINTS: dict[str, dict[str, Any]] = {
+    **{f"image weight {w}": {"knn_k": 10, "mm_image_weight": w} for w in (0.1, 0.3, 0.5, 0.7, 0.9)},
+    "dropout 0.5 (image weight 0.1)": {"knn_k": 10, "mm_image_weight": 0.1, "dropout": 0.5},
+    "reg_weight 1e-3 (image weight 0.1)": {"knn_k": 10, "mm_image_weight": 0.1, "reg_weight": 1.0e-3},
+}
+
+CANDIDATE_GRID = tuple(f"image weight {w}" for w in (0.1, 0.3, 0.5, 0.7))  # knn_k 10
+BASELINE_ARM = "lightgcn"
+
+
+def probe(point: dict[str, Any], arm: str, seed: int, work: Path) -> dict[str, Any]:
+    """One arm at one FREEDOM point and seed through the real train stage."""
+    overrides = {**ARMS[arm], "train.compare_fusions": [], "train.backbones": {"freedom": point}}
+    label = "-".join(f"{k}{v}" for k, v in point.items())
+    record = run_arm(arm, overrides, seed, work / label)
+    return {"valid": record["valid"][METRIC], "test": record["test"][METRIC],
+            "best_epoch": record["best_epoch"], "seconds": record["seconds"]}
+
+
+def markdown(rows: list[dict[str, Any]], catalog: int, cpu_threads: int) -> str:
+    """Per point and arm: valid (and test) Recall@20, mean over the seeds probed."""
+    seeds = sorted({r["seed"] for r in rows})
+    lines = [f"# FREEDOM grid probe, catalog demo.seed={catalog}", "",
+             f"`benchmarks/grid_probe.py`: single points (no grid, no compared fusions), seeds {seeds}, "
+             f"{cpu_threads} torch thread per run. Judge on valid; test is shown, not for choosing.", "",
+             "| point | arm | valid R@20 (mean) | per seed | test R@20 (mean) |",
+             "| --- | --- | --- | --- | --- |"]
+    for label in POINTS:
+        for arm in PROBED_ARMS:
+            mine = [r for r in rows if r["label"] == label and r["arm"] == arm]
+            if not mine:
+                continue
+            valid = [r["valid"] for r in mine]
+            lines.append(f"| {label} | {arm} | {statistics.fmean(valid):.4f} | "
+                         f"{', '.join(f'{v:.4f}' for v in valid)} | "
+                         f"{statistics.fmean(r['test'] for r in mine):.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def emulated_grid(rows: list[dict[str, Any]], labels: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Per (catalog, arm, seed) with every label probed: the row of the best valid (ties: first label)."""
+    chosen = []
+    keys = sorted({(r["catalog"], r["arm"], r["seed"]) for r in rows})
+    for catalog, arm, seed in keys:
+        mine = {r["label"]: r for r in rows if (r["catalog"], r["arm"], r["seed"]) == (catalog, arm, seed)}
+        if all(label in mine for label in labels):
+            chosen.append(max((mine[label] for label in labels), key=lambda r: r["valid"]))
+    return chosen
+
+
+def summarise(results: Path) -> str:
+    """The candidate grid, emulated and pooled, beside LightGCN and the current grid's benchmark."""
+    rows = [{**r, "catalog": data["catalog"]} for f in sorted(results.glob("grid_probe_c*.json"))
+            for data in [io.read_json(f)] for r in data["rows"]]
+    chosen = emulated_grid(rows, CANDIDATE_GRID)
+    bench = io.read_json(results / "demo_experiments.json")["runs"]
+    lines = ["# FREEDOM grid probe: the image-weight grid, emulated", "",
+             f"Candidate grid (knn_k 10): {', '.join(CANDIDATE_GRID)}; chosen on valid per run. "
+             "Benchmark rows: `demo_experiments.json` "
+             "(current grid knn_k [10, 20] x image weight [0.1, 0.3]).",
+             "", "| arm | grid | runs (catalog/seed) | test R@20 mean ± sd | points chosen |",
+             "| --- | --- | --- | --- | --- |"]
+    means: dict[str, float] = {}
+    for arm in PROBED_ARMS:
+        mine = [r for r in chosen if r["arm"] == arm]
+        if len(mine) < 2:
+            continue
+        runs = {(r["catalog"], r["seed"]) for r in mine}
+        test = [r["test"] for r in mine]
+        means[arm] = statistics.fmean(test)
+        picked = ", ".join(f"{label.split()[-1]} x{sum(r['label'] == label for r in mine)}"
+                           for label in CANDIDATE_GRID)
+        lines.append(f"| {arm} | candidate | {len(runs)} | {means[arm]:.4f} ± {statistics.stdev(test):.4f} "
+                     f"| image weight {picked} |")
+        old = [r["test"][METRIC] for r in bench if r["arm"] == arm and (r["catalog"], r["seed"]) in runs]
+        lines.append(f"| {arm} | current | {len(old)} | {statistics.fmean(old):.4f} ± "
+                     f"{statistics.stdev(old):.4f} | |")
+    runs = {(r["catalog"], r["seed"]) for r in chosen}
+    base = [r["test"][METRIC] for r in bench
+            if r["arm"] == BASELINE_ARM and (r["catalog"], r["seed"]) in runs]
+    if len(base) > 1:
+        means[BASELINE_ARM] = statistics.fmean(base)
+        lines.append(f"| {BASELINE_ARM} | n_layers x reg_weight | {len(base)} | {means[BASELINE_ARM]:.4f} ± "
+                     f"{statistics.stdev(base):.4f} | |")
+    lines += ["", "Gains in mean test R@20 with the candidate grid (the same runs for every arm):", ""]
+    pairs = [(PROBED_ARMS[1], PROBED_ARMS[0]), (PROBED_ARMS[1], BASELINE_ARM), (PROBED_ARMS[0], BASELINE_ARM)]
+    lines += [f"- {a} vs {b}: {means[a] / means[b] - 1:+.1%}" for a, b in pairs if a in means and b in means]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    """Parse arguments, probe every (seed, point, arm) not yet in the results, write JSON + markdown."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[999], help="train.seed values")
+    parser.add_argument("--points", nargs="+", choices=list(POINTS), default=list(POINTS),
+                        help="labels of POINTS to probe (default: all)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (two probes fit 2 cores)")
+    parser.add_argument("--work", type=Path, default=REPO / ".cache" / "cliper" / "bench" / "grid_probe")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--summarise", action="store_true",
+                        help="write grid_probe.md from every catalog's JSON in --out; trains nothing")
+    args = parser.parse_args()
+    if args.summarise:
+        (args.out / "grid_probe.md").write_text(summarise(args.out))
+        return
+    torch.set_num_threads(args.threads)
+    catalog = load_params(REPO / "params.yaml").demo.seed
+    out = args.out / f"grid_probe_c{catalog}.json"
+    rows: list[dict[str, Any]] = io.read_json(out)["rows"] if out.exists() else []
+    done = {(r["label"], r["arm"], r["seed"]) for r in rows}
+    for seed in args.seeds:
+        for label in args.points:
+            for arm in PROBED_ARMS:
+                if (label, arm, seed) in done:
+                    continue
+                rows.append({"label": label, "arm": arm, "seed": seed, "point": POINTS[label],
+                             **probe(POINTS[label], arm, seed, args.work)})
+                io.write_json(out, {"catalog": catalog, "threads": args.threads, "rows": rows})
+                print(json.dumps(rows[-1]), flush=True)
+    out.with_suffix(".md").write_text(markdown(rows, catalog, args.threads))
+
+
+if __name__ == "__main__":
+    main()
