@@ -34,21 +34,22 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import torch  # noqa: E402
-from demo_quality import ARMS, METRIC, run_arm  # noqa: E402
+from demo_quality import ARMS, GRIDS, METRIC, TARGETS, run_arm  # noqa: E402
 
 from cliper import io  # noqa: E402
 from cliper.config import load_params  # noqa: E402
 
 PROBED_ARMS = ("freedom image+title", "freedom+cliper(attention)")
+BASELINE_ARM = "lightgcn"
+IMAGE_WEIGHTS = (0.1, 0.3, 0.5, 0.7, 0.9)  # mm_image_weight, at knn_k 10
 # label -> FREEDOM params at that point; the rest are cliper/models/configs/freedom.yaml's defaults
 POINTS: dict[str, dict[str, Any]] = {
-    **{f"image weight {w}": {"knn_k": 10, "mm_image_weight": w} for w in (0.1, 0.3, 0.5, 0.7, 0.9)},
+    **{f"image weight {w}": {"knn_k": 10, "mm_image_weight": w} for w in IMAGE_WEIGHTS},
     "dropout 0.5 (image weight 0.1)": {"knn_k": 10, "mm_image_weight": 0.1, "dropout": 0.5},
     "reg_weight 1e-3 (image weight 0.1)": {"knn_k": 10, "mm_image_weight": 0.1, "reg_weight": 1.0e-3},
 }
 
-CANDIDATE_GRID = tuple(f"image weight {w}" for w in (0.1, 0.3, 0.5, 0.7))  # knn_k 10
-BASELINE_ARM = "lightgcn"
+CANDIDATE_GRID = tuple(f"image weight {w}" for w in IMAGE_WEIGHTS[:4])  # 4 points, as GRIDS
 
 
 def probe(point: dict[str, Any], arm: str, seed: int, work: Path) -> dict[str, Any]:
@@ -91,6 +92,11 @@ def emulated_grid(rows: list[dict[str, Any]], labels: tuple[str, ...]) -> list[d
     return chosen
 
 
+def grid_text(grid: dict[str, list[Any]]) -> str:
+    """``knn_k [10, 20] x mm_image_weight [0.1, 0.3]`` for a grid of :data:`GRIDS`."""
+    return " x ".join(f"{key} {values}" for key, values in grid.items())
+
+
 def summarise(results: Path) -> str:
     """The candidate grid, emulated and pooled, beside LightGCN and the current grid's benchmark."""
     rows = [{**r, "catalog": data["catalog"]} for f in sorted(results.glob("grid_probe_c*.json"))
@@ -100,7 +106,7 @@ def summarise(results: Path) -> str:
     lines = ["# FREEDOM grid probe: the image-weight grid, emulated", "",
              f"Candidate grid (knn_k 10): {', '.join(CANDIDATE_GRID)}; chosen on valid per run. "
              "Benchmark rows: `demo_experiments.json` "
-             "(current grid knn_k [10, 20] x image weight [0.1, 0.3]).",
+             f"(current grid {grid_text(GRIDS['freedom'])}).",
              "", "| arm | grid | runs (catalog/seed) | test R@20 mean ± sd | points chosen |",
              "| --- | --- | --- | --- | --- |"]
     means: dict[str, float] = {}
@@ -111,7 +117,7 @@ def summarise(results: Path) -> str:
         runs = {(r["catalog"], r["seed"]) for r in mine}
         test = [r["test"] for r in mine]
         means[arm] = statistics.fmean(test)
-        picked = ", ".join(f"{label.split()[-1]} x{sum(r['label'] == label for r in mine)}"
+        picked = ", ".join(f"{POINTS[label]['mm_image_weight']} x{sum(r['label'] == label for r in mine)}"
                            for label in CANDIDATE_GRID)
         lines.append(f"| {arm} | candidate | {len(runs)} | {means[arm]:.4f} ± {statistics.stdev(test):.4f} "
                      f"| image weight {picked} |")
@@ -123,11 +129,13 @@ def summarise(results: Path) -> str:
             if r["arm"] == BASELINE_ARM and (r["catalog"], r["seed"]) in runs]
     if len(base) > 1:
         means[BASELINE_ARM] = statistics.fmean(base)
-        lines.append(f"| {BASELINE_ARM} | n_layers x reg_weight | {len(base)} | {means[BASELINE_ARM]:.4f} ± "
+        lines.append(f"| {BASELINE_ARM} | {grid_text(GRIDS[BASELINE_ARM])} | {len(base)} | "
+                     f"{means[BASELINE_ARM]:.4f} ± "
                      f"{statistics.stdev(base):.4f} | |")
     lines += ["", "Gains in mean test R@20 with the candidate grid (the same runs for every arm):", ""]
-    pairs = [(PROBED_ARMS[1], PROBED_ARMS[0]), (PROBED_ARMS[1], BASELINE_ARM), (PROBED_ARMS[0], BASELINE_ARM)]
-    lines += [f"- {a} vs {b}: {means[a] / means[b] - 1:+.1%}" for a, b in pairs if a in means and b in means]
+    lines += [f"- {a} vs {b}: {means[a] / means[b] - 1:+.1%}, required ≥ {required:+.0%} "
+              f"({'met' if means[a] / means[b] - 1 >= required else 'NOT met'})"
+              for a, b, required in TARGETS if a in means and b in means]
     return "\n".join(lines) + "\n"
 
 
