@@ -32,6 +32,18 @@ class AdaptConfig:
     # Share of training images shown in grey each step (cliper/clip/augment.py; 0 = never): colour
     # alone then cannot tell a batch apart, so shape and pattern have to be learned as well.
     grayscale: float = field(default=0.0, metadata={"ge": 0, "le": 1})
+    # Share of every batch's captions that also get a sentence-swap negative caption
+    # (cliper/clip/swap_negatives.py; 0 = none): one sentence replaced by an alike sentence of
+    # another item, so the image has to check what each sentence says.
+    swap_negatives: float = field(default=0.0, metadata={"ge": 0, "le": 1})
+    # ... the swapped sentences share at least this share of their words (token Jaccard).
+    swap_min_overlap: float = field(default=0.3, metadata={"ge": 0, "le": 1})
+    # Weight of caption-word prediction from the image (cliper/clip/caption_words.py; 0 = off):
+    # a linear head predicts which of the catalog's words the item's views contain.
+    words_weight: float = field(default=0.0, metadata={"ge": 0})
+    words_max: int = field(default=1000, metadata={"ge": 1})  # vocabulary: the most frequent words ...
+    words_min_items: int = field(default=5, metadata={"ge": 1})  # ... in at least this many training items
+    words_max_share: float = field(default=0.5, metadata={"gt": 0, "le": 1})  # ... and at most this share
     # Decode the training images once into memory when they fit in this many MB (0 = decode every epoch).
     preload_images_mb: float = 1024.0
     val_fraction: float = 0.1

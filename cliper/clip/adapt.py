@@ -11,6 +11,11 @@ encoder keep what the views share but the image cannot show (brand, material). W
 ``hard_negatives > 0`` that share of every batch is mined: near neighbours, in the current image
 embedding space, of the batch's anchors (:mod:`cliper.clip.hard_batches`). With ``grayscale > 0``
 that share of the images is shown in grey (:mod:`cliper.clip.augment`). With
+``swap_negatives > 0`` that share of every batch's captions also gets a hard negative caption, the
+caption with one sentence swapped for an alike sentence of another item's same view, added to the
+image->text side of the loss (:mod:`cliper.clip.swap_negatives`). With ``words_weight > 0``
+the image embedding also predicts which vocabulary words the item's views contain, added with
+that weight (:mod:`cliper.clip.caption_words`). With
 ``lr_schedule: cosine`` the learning rate warms up linearly over ``warmup_fraction`` of the
 steps, then follows a cosine from ``lr`` towards zero at the end of the last epoch. A seeded fraction
 of the items (``val_fraction``) is held out; image->text and text->image Recall@1/@10 on the
@@ -30,9 +35,11 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from cliper.clip.augment import normalisation, random_grayscale
+from cliper.clip.caption_words import WordHead, caption_words
 from cliper.clip.encode import can_trim, encode_text_trimmed
 from cliper.clip.hard_batches import EmbeddingMemory, hard_batches, nearest_neighbours
 from cliper.clip.load import LoadedClip
+from cliper.clip.swap_negatives import swapped_captions
 from cliper.config import AdaptConfig
 from cliper.errors import CliperError
 from cliper.views.images import ImageDataset
@@ -138,11 +145,18 @@ def retrieval(
     return out
 
 
-def _info_nce(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE of normalised rows ``a`` and ``b`` (row i of each = one positive pair)."""
+def _info_nce(
+    a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, b_negatives: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Symmetric InfoNCE of normalised rows ``a`` and ``b`` (row i of each = one positive pair).
+
+    ``b_negatives`` (rows like ``b``, no partner in ``a``) are extra candidates for every row of
+    ``a`` in the a->b direction only, as NegCLIP adds its hard negative captions.
+    """
     logits = scale * a @ b.T
     target = torch.arange(len(a), device=a.device)
-    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+    a_to_b = logits if b_negatives is None else torch.cat([logits, scale * a @ b_negatives.T], dim=1)
+    return (F.cross_entropy(a_to_b, target) + F.cross_entropy(logits.T, target)) / 2
 
 
 def _train_step(
@@ -152,6 +166,8 @@ def _train_step(
     tokens: torch.Tensor,
     other_tokens: torch.Tensor | None = None,
     text_weight: float = 0.0,
+    negative_tokens: torch.Tensor | None = None,
+    words: tuple[WordHead, torch.Tensor, float] | None = None,
 ) -> tuple[float, torch.Tensor]:
     model = loaded.model
     # bf16 autocast for training on CUDA (no loss scaler needed); a no-op on CPU.
@@ -160,10 +176,13 @@ def _train_step(
         img = F.normalize(model.encode_image(images.to(loaded.device)).float(), dim=-1)
         txt = _encode_texts(loaded, tokens)
         other = _encode_texts(loaded, other_tokens) if other_tokens is not None else None
+        negatives = _encode_texts(loaded, negative_tokens) if negative_tokens is not None else None
     scale = model.logit_scale.exp().float()
-    loss = _info_nce(img, txt, scale)
+    loss = _info_nce(img, txt, scale, negatives)
     if other is not None:
         loss = loss + text_weight * _info_nce(txt, other, scale)
+    if words is not None:  # (head, the batch's word targets, weight)
+        loss = loss + words[2] * words[0].loss(img, words[1].to(img.device))
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -220,11 +239,20 @@ def adapt_clip(
     if dataset.preloaded:
         num_workers = 0
     memory = EmbeddingMemory(n_items) if cfg.hard_negatives > 0 else None
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    head, targets = None, None
+    if cfg.words_weight > 0:
+        vocab = caption_words(texts, train, cfg.words_max, cfg.words_min_items, cfg.words_max_share)
+        targets = vocab.targets
+        torch.manual_seed(cfg.seed)  # the head's initial weights
+        head = WordHead(model.visual.output_dim, len(vocab.vocabulary)).to(loaded.device)
+        log.info("adapt: caption-word head over %d words", len(vocab.vocabulary))
+    trained = [*model.parameters(), *(head.parameters() if head is not None else [])]
+    opt = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
     n_steps = cfg.epochs * (len(train) // _batch_size(cfg, len(train)))  # full batches: the last is dropped
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(cfg, step, n_steps))
     mean, std = normalisation(loaded.preprocess) if cfg.grayscale > 0 else ((), ())
     aug_gen = torch.Generator().manual_seed(cfg.seed + 1)  # its own stream: grayscale 0 keeps the batches
+    swap_rng = np.random.default_rng(cfg.seed + 2)  # ... and so does swap_negatives 0
     model.train()
     bar = tqdm(range(cfg.epochs), desc="adapt", unit="epoch")
     for _ in bar:
@@ -236,7 +264,11 @@ def adapt_clip(
                 shift = torch.randint(1, n_views, (len(items),), generator=gen)
                 other = tokens[items, (views + shift) % n_views]
             batch = random_grayscale(batch, cfg.grayscale, mean, std, aug_gen)
-            loss, img = _train_step(loaded, opt, batch, tokens[items, views], other, cfg.text_weight)
+            negatives = _negative_tokens(loaded, texts, items, views, cfg, swap_rng)
+            words = None if head is None else (head, targets[items], cfg.words_weight)
+            loss, img = _train_step(
+                loaded, opt, batch, tokens[items, views], other, cfg.text_weight, negatives, words
+            )
             schedule.step()
             losses.append(loss)
             if memory is not None:
@@ -247,6 +279,20 @@ def adapt_clip(
     result.after = retrieval(loaded, images, eval_tokens, val, cfg.batch_size)
     log.info("adapt: held-out %s -> %s", before, result.after)
     return result
+
+
+def _negative_tokens(
+    loaded: LoadedClip, texts: np.ndarray, items: torch.Tensor, views: torch.Tensor, cfg: AdaptConfig,
+    rng: np.random.Generator,
+) -> torch.Tensor | None:
+    """Token rows of this batch's sentence-swap negatives (donor: the next item's same view), or None."""
+    if cfg.swap_negatives <= 0 or len(items) < 2:
+        return None
+    rows, cols = views.numpy(), items.numpy()
+    captions = texts[rows, cols]
+    donors = texts[rows, np.roll(cols, -1)]
+    negatives, _ = swapped_captions(captions, donors, cfg.swap_negatives, cfg.swap_min_overlap, rng)
+    return loaded.tokenizer(negatives) if negatives else None
 
 
 def _batch_size(cfg: AdaptConfig, n_train: int) -> int:

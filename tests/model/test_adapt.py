@@ -229,3 +229,69 @@ def test_cosine_schedule_warms_up_then_decays_the_optimiser_lr(tmp_path, monkeyp
     cosine = [0.5 * (1 + math.cos(math.pi * t / 6)) for t in range(6)]
     expected = [3e-4 * f for f in [1 / 3, 2 / 3, 1.0, *cosine]]
     assert np.allclose(seen, expected, rtol=1e-9, atol=0), (seen, expected)
+
+
+def test_swap_negatives_reach_the_training_step(tmp_path, monkeypatch):
+    """clip.adapt.swap_negatives: each step gets negatives that differ from a positive by one sentence."""
+    import cliper.clip.adapt as adapt_module
+
+    step, seen = adapt_module._train_step, []
+
+    def recording(loaded, opt, images, tokens, other, text_weight, negatives=None, words=None):
+        seen.append((tokens.clone(), None if negatives is None else negatives.clone()))
+        return step(loaded, opt, images, tokens, other, text_weight, negatives, words)
+
+    monkeypatch.setattr(adapt_module, "_train_step", recording)
+    items = colour_catalog(tmp_path, n_items=48, size=16)
+    # two sentences per caption, both unique per item: a swap never rebuilds a true caption
+    texts = np.array([[f"The product is {t} number {i}. It is lot {i} of the batch." for i, t in
+                       enumerate(items["title"])]])
+    loaded = load_clip("cliper-tiny", None, "fp32", "cpu", seed=0)
+    images = image_dataset(loaded, [tmp_path / p for p in items["image_path"]])
+    for share in (0.0, 1.0):
+        seen.clear()
+        cfg = AdaptConfig(epochs=2, batch_size=12, lr=3e-4, val_fraction=0.25, seed=0, swap_negatives=share)
+        result = adapt_clip(loaded, texts, images, cfg, eval_view=0)
+        assert np.isfinite(result.losses).all() and len(seen) == 6  # 36 training items / 12
+        if share == 0:
+            assert all(neg is None for _, neg in seen)
+            continue
+        positives = {tuple(row.tolist()) for tokens, _ in seen for row in tokens}
+        negatives = [tuple(row.tolist()) for _, neg in seen if neg is not None for row in neg]
+        assert len(negatives) > 30 and not positives & set(negatives)  # most rows, never a true caption
+
+
+def test_caption_word_targets_reach_the_training_step(tmp_path, monkeypatch):
+    """clip.adapt.words_weight: each step's image loss gets the word targets of exactly its items."""
+    import cliper.clip.adapt as adapt_module
+
+    step, real_vocabulary, seen, built = adapt_module._train_step, adapt_module.caption_words, [], []
+
+    def recording(loaded, opt, images, tokens, other, text_weight, negatives=None, words=None):
+        seen.append(None if words is None else (*words, tokens.clone()))
+        return step(loaded, opt, images, tokens, other, text_weight, negatives, words)
+
+    def vocabulary(*args):
+        built.append(real_vocabulary(*args))
+        return built[-1]
+
+    monkeypatch.setattr(adapt_module, "_train_step", recording)
+    monkeypatch.setattr(adapt_module, "caption_words", vocabulary)
+    items = colour_catalog(tmp_path, n_items=48, size=16)
+    texts = np.array([[f"The product title is {t}." for t in items["title"]]])
+    loaded = load_clip("cliper-tiny", None, "fp32", "cpu", seed=0)
+    images = image_dataset(loaded, [tmp_path / p for p in items["image_path"]])
+    for weight in (0.0, 2.0):
+        seen.clear()
+        cfg = AdaptConfig(epochs=1, batch_size=12, lr=3e-4, val_fraction=0.25, seed=0, words_weight=weight,
+                          words_min_items=2)
+        assert np.isfinite(adapt_clip(loaded, texts, images, cfg, eval_view=0).losses).all()
+        if weight == 0:
+            assert seen == [None] * 3
+            continue
+        item_of = {tuple(row.tolist()): i for i, row in enumerate(loaded.tokenizer(list(texts[0])))}
+        for head, targets, w, tokens in seen:
+            assert w == 2.0 and targets.shape == (12, head.linear.out_features)
+            assert (targets.sum(1) == 2).all()  # each title: one colour word + one noun
+            items = [item_of[tuple(row.tolist())] for row in tokens]  # the step's items, by caption
+            assert torch.equal(targets, built[-1].targets[items])
