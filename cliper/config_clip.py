@@ -41,9 +41,6 @@ class AdaptConfig:
     # Weight of caption-word prediction from the image (cliper/clip/caption_words.py; 0 = off):
     # a linear head predicts which of the catalog's words the item's views contain.
     words_weight: float = field(default=0.0, metadata={"ge": 0})
-    # ... and from the drawn view's text embedding (the same head; 0 = off): the text tower then has
-    # to keep the words the image barely shows ("Made from bamboo fibre").
-    words_text_weight: float = field(default=0.0, metadata={"ge": 0})
     words_max: int = field(default=1000, metadata={"ge": 1})  # vocabulary: the most frequent words ...
     words_min_items: int = field(default=5, metadata={"ge": 1})  # ... in at least this many training items
     words_max_share: float = field(default=0.5, metadata={"gt": 0, "le": 1})  # ... and at most this share

@@ -15,8 +15,7 @@ that share of the images is shown in grey (:mod:`cliper.clip.augment`). With
 caption with one sentence swapped for an alike sentence of another item's same view, added to the
 image->text side of the loss (:mod:`cliper.clip.swap_negatives`). With ``words_weight > 0``
 the image embedding also predicts which vocabulary words the item's views contain, added with
-that weight (:mod:`cliper.clip.caption_words`); with ``words_text_weight > 0`` the same head
-predicts them from the drawn view's text embedding as well. With
+that weight (:mod:`cliper.clip.caption_words`). With
 ``lr_schedule: cosine`` the learning rate warms up linearly over ``warmup_fraction`` of the
 steps, then follows a cosine from ``lr`` towards zero at the end of the last epoch. A seeded fraction
 of the items (``val_fraction``) is held out; image->text and text->image Recall@1/@10 on the
@@ -160,16 +159,6 @@ def _info_nce(
     return (F.cross_entropy(a_to_b, target) + F.cross_entropy(logits.T, target)) / 2
 
 
-@dataclass(frozen=True)
-class WordTerm:
-    """Caption-word prediction in one step: the shared head, the batch's item word targets, weights."""
-
-    head: WordHead
-    targets: torch.Tensor  # [B, W] multi-hot, rows = the batch's items
-    image_weight: float  # clip.adapt.words_weight
-    text_weight: float  # clip.adapt.words_text_weight
-
-
 def _train_step(
     loaded: LoadedClip,
     opt: torch.optim.Optimizer,
@@ -178,7 +167,7 @@ def _train_step(
     other_tokens: torch.Tensor | None = None,
     text_weight: float = 0.0,
     negative_tokens: torch.Tensor | None = None,
-    words: WordTerm | None = None,
+    words: tuple[WordHead, torch.Tensor, float] | None = None,
 ) -> tuple[float, torch.Tensor]:
     model = loaded.model
     # bf16 autocast for training on CUDA (no loss scaler needed); a no-op on CPU.
@@ -192,12 +181,8 @@ def _train_step(
     loss = _info_nce(img, txt, scale, negatives)
     if other is not None:
         loss = loss + text_weight * _info_nce(txt, other, scale)
-    if words is not None:
-        targets = words.targets.to(img.device)
-        if words.image_weight > 0:
-            loss = loss + words.image_weight * words.head.loss(img, targets)
-        if words.text_weight > 0:
-            loss = loss + words.text_weight * words.head.loss(txt, targets)
+    if words is not None:  # (head, the batch's word targets, weight)
+        loss = loss + words[2] * words[0].loss(img, words[1].to(img.device))
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -255,7 +240,7 @@ def adapt_clip(
         num_workers = 0
     memory = EmbeddingMemory(n_items) if cfg.hard_negatives > 0 else None
     head, targets = None, None
-    if cfg.words_weight > 0 or cfg.words_text_weight > 0:
+    if cfg.words_weight > 0:
         vocab = caption_words(texts, train, cfg.words_max, cfg.words_min_items, cfg.words_max_share)
         targets = vocab.targets
         torch.manual_seed(cfg.seed)  # the head's initial weights
@@ -280,9 +265,7 @@ def adapt_clip(
                 other = tokens[items, (views + shift) % n_views]
             batch = random_grayscale(batch, cfg.grayscale, mean, std, aug_gen)
             negatives = _negative_tokens(loaded, texts, items, views, cfg, swap_rng)
-            words = None if head is None else WordTerm(
-                head, targets[items], cfg.words_weight, cfg.words_text_weight
-            )
+            words = None if head is None else (head, targets[items], cfg.words_weight)
             loss, img = _train_step(
                 loaded, opt, batch, tokens[items, views], other, cfg.text_weight, negatives, words
             )

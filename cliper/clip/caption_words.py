@@ -12,10 +12,7 @@ separate a batch. No labels are involved: the targets are the item's own views.
 The vocabulary is built once with scikit-learn's ``CountVectorizer`` over the training items
 (a word counts once per item, across all its views): words in at least ``min_items`` items and
 at most ``max_share`` of them, the ``max_words`` most frequent. The head is a linear layer on the
-normalised image embedding; with ``words_text_weight`` the same head also reads the drawn view's
-normalised text embedding, so the text tower has to keep the words too (contrastive training
-keeps in the text only what the image shows: the description's material sentence ends up at
-chance in the text features). It is used for training only and not saved with the checkpoint.
+normalised image embedding; it is used for training only and not saved with the checkpoint.
 """
 
 from __future__ import annotations
@@ -55,8 +52,8 @@ def caption_words(
         vectorizer.fit(documents[train])
     except ValueError as exc:  # sklearn: "After pruning, no terms remain" / empty vocabulary
         raise CliperError(
-            f"clip.adapt.words_weight / words_text_weight: no caption word is in at least {min_items} "
-            f"and at most {max_share:.0%} of the {len(train)} training items ({exc}); lower "
+            f"clip.adapt.words_weight: no caption word is in at least {min_items} and at most "
+            f"{max_share:.0%} of the {len(train)} training items ({exc}); lower "
             "clip.adapt.words_min_items or raise clip.adapt.words_max_share"
         ) from exc
     matrix = vectorizer.transform(documents).tocoo()
@@ -67,7 +64,7 @@ def caption_words(
 
 
 class WordHead(torch.nn.Module):
-    """Linear word logits from normalised image or text embeddings; BCE against the items' word targets."""
+    """Linear word logits from normalised image embeddings; BCE against the items' word targets."""
 
     def __init__(self, embed_dim: int, n_words: int) -> None:
         super().__init__()
@@ -76,16 +73,16 @@ class WordHead(torch.nn.Module):
         # logits within the few hundred steps of an adaptation (at 1/sqrt(d) it barely left zero)
         self.input_scale = float(embed_dim) ** 0.5
 
-    def logits(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """Word logits [B, W] of normalised embeddings [B, D]."""
-        return self.linear(embeddings * self.input_scale)
+    def logits(self, image_embeddings: torch.Tensor) -> torch.Tensor:
+        """Word logits [B, W] of normalised image embeddings [B, D]."""
+        return self.linear(image_embeddings * self.input_scale)
 
-    def loss(self, embeddings: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def loss(self, image_embeddings: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Binary cross-entropy summed over the vocabulary, per positive word, mean over the batch.
 
         Dividing by the batch's mean number of words per item keeps the term near InfoNCE's scale
         whatever the vocabulary size (a plain mean over thousands of mostly-absent words would
         vanish beside it).
         """
-        bce = F.binary_cross_entropy_with_logits(self.logits(embeddings), targets, reduction="sum")
+        bce = F.binary_cross_entropy_with_logits(self.logits(image_embeddings), targets, reduction="sum")
         return bce / targets.sum().clamp(min=1.0)
