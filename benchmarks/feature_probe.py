@@ -43,11 +43,24 @@ def knn_purity(x: np.ndarray, labels: dict[str, np.ndarray], k: int = K) -> dict
     return {a: float((v[nb] == v[:, None]).mean()) for a, v in labels.items()}
 
 
+def latent_labels(params, attributes: tuple[str, ...] = ATTRIBUTES) -> dict[str, np.ndarray]:
+    """Per attribute, the demo's latent value of every item (``truth.json``, items.parquet order)."""
+    truth = io.read_json(REPO / params.demo.out_dir / "truth.json")["items"]
+    asins = pd.read_parquet(REPO / params.ingest.out_dir / "items.parquet", columns=["asin"])["asin"]
+    return {a: np.array([truth[x][a] for x in asins]) for a in attributes}
+
+
+def probe_split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The seeded (train, held-out) item indices of the linear probe."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(PROBE_SEED))
+    cut = int(PROBE_TRAIN_SHARE * n)
+    return perm[:cut], perm[cut:]
+
+
 def linear_probe(x: np.ndarray, labels: dict[str, np.ndarray]) -> dict[str, float]:
     """Per attribute, the held-out accuracy of softmax regression on the normalised rows of ``x``."""
     t = torch.nn.functional.normalize(torch.as_tensor(x, dtype=torch.float32), dim=-1)
-    perm = torch.randperm(len(t), generator=torch.Generator().manual_seed(PROBE_SEED))
-    train, test = perm[: int(PROBE_TRAIN_SHARE * len(t))], perm[int(PROBE_TRAIN_SHARE * len(t)) :]
+    train, test = probe_split(len(t))
     mean, std = t[train].mean(0), t[train].std(0) + 1e-6
     t = (t - mean) / std
     out = {}
@@ -96,9 +109,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(REPO / "params.yaml")
     folder = args.features or REPO / params.clip.extract.out_dir
-    truth = io.read_json(REPO / params.demo.out_dir / "truth.json")
-    asins = pd.read_parquet(REPO / params.ingest.out_dir / "items.parquet", columns=["asin"])["asin"]
-    labels = {a: np.array([truth["items"][x][a] for x in asins]) for a in ATTRIBUTES}
+    labels = latent_labels(params)
     image = np.load(folder / "image.npy")
     views = np.load(folder / "text_views.npy")
     names = io.read_json(folder / "meta.json")["views"]

@@ -37,17 +37,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from demo_experiments import cpu_model  # noqa: E402
+from feature_probe import PROBE_TRAIN_SHARE, latent_labels, probe_split  # noqa: E402
 
-TRAIN_SHARE, SPLIT_SEED, BATCH, LR = 0.75, 0, 64, 1e-3  # the split of feature_probe's linear probe
+BATCH, LR = 64, 1e-3
 LOGIT_SCALE = 10.0  # the head reads unit-norm embeddings, as the kNN graph does
 
 
-def decoded_images(params, loaded) -> tuple[torch.Tensor, pd.Series]:
-    """All item images as model-ready tensors [I, 3, H, W] and the items' ASINs (items.parquet order)."""
-    items = pd.read_parquet(REPO / params.ingest.out_dir / "items.parquet", columns=["asin"])
+def decoded_images(params, loaded) -> torch.Tensor:
+    """All item images as model-ready tensors [I, 3, H, W] (items.parquet order)."""
     manifest = pd.read_parquet(REPO / params.preprocess.out_dir / "images.parquet")
     data = image_dataset(loaded, manifest_paths(manifest, REPO))
-    return torch.stack([data[i] for i in tqdm(range(len(data)), desc="decode", unit="image")]), items["asin"]
+    return torch.stack([data[i] for i in tqdm(range(len(data)), desc="decode", unit="image")])
 
 
 def ceiling(model: str, seed: int, labels: np.ndarray, images: torch.Tensor, epochs: int) -> dict:
@@ -59,9 +59,7 @@ def ceiling(model: str, seed: int, labels: np.ndarray, images: torch.Tensor, epo
     tower = load_clip(model, None, "fp32", "cpu", seed=seed).model.visual
     y = torch.as_tensor(np.unique(labels, return_inverse=True)[1])
     head = torch.nn.Linear(tower.output_dim, int(y.max()) + 1)
-    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(SPLIT_SEED))
-    cut = int(TRAIN_SHARE * len(y))
-    train, test = perm[:cut], perm[cut:]
+    train, test = probe_split(len(y))  # the split of feature_probe's linear probe
     opt = torch.optim.AdamW([*tower.parameters(), *head.parameters()], lr=LR)
     gen = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
@@ -93,20 +91,20 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     params = load_params(REPO / "params.yaml")
     loaded = load_clip(params.clip.model, None, "fp32", "cpu", seed=params.clip.adapt.seed)
-    images, asins = decoded_images(params, loaded)
-    truth = io.read_json(REPO / params.demo.out_dir / "truth.json")["items"]
+    images = decoded_images(params, loaded)
+    labels = latent_labels(params, tuple(args.attributes))
     adapted = io.read_json(args.probe)["linear_probe"]["image"] if args.probe.exists() else {}
     rows = {}
     for attribute in args.attributes:
-        labels = np.array([truth[a][attribute] for a in asins])
-        rows[attribute] = ceiling(params.clip.model, params.clip.adapt.seed, labels, images, args.epochs)
+        seed = params.clip.adapt.seed
+        rows[attribute] = ceiling(params.clip.model, seed, labels[attribute], images, args.epochs)
         rows[attribute]["adapted_linear_probe"] = adapted.get(attribute)
         print(attribute, rows[attribute])
     lines = [
         f"# Image-tower ceiling: `{params.clip.model}` trained supervised per attribute", "",
         f"Written by `benchmarks/image_tower_ceiling.py` ({args.epochs} epochs, batch {BATCH}, lr {LR}, "
         f"{args.threads} threads, {cpu_model()}; catalog `demo.seed` "
-        f"{params.demo.seed}; held-out {1 - TRAIN_SHARE:.0%} of the items, the split of "
+        f"{params.demo.seed}; held-out {1 - PROBE_TRAIN_SHARE:.0%} of the items, the split of "
         f"`feature_probe.py`). Adapted: the linear probe of `{args.probe.name}`'s image features.", "",
         "| attribute | majority | supervised tower (ceiling) | adapted features, linear probe | seconds |",
         "| --- | --- | --- | --- | --- |",
