@@ -26,9 +26,6 @@ class AdaptConfig:
     weight_decay: float = 0.0
     # Weight of a text-text InfoNCE between two different views of the same item (0 = image-text only).
     text_weight: float = 0.0
-    self_weight: float = 0.0
-    self_keep: float = 0.5
-    self_max_share: float = 1.0
     # Share of every batch that is mined hard negatives (cliper/clip/hard_batches.py; 0 = random batches).
     hard_negatives: float = 0.0
     hard_negatives_k: int = 10  # neighbours per item to draw them from

@@ -253,8 +253,6 @@ def adapt_clip(
     mean, std = normalisation(loaded.preprocess) if cfg.grayscale > 0 else ((), ())
     aug_gen = torch.Generator().manual_seed(cfg.seed + 1)  # its own stream: grayscale 0 keeps the batches
     swap_rng = np.random.default_rng(cfg.seed + 2)  # ... and so does swap_negatives 0
-    self_rng = np.random.default_rng(cfg.seed + 3)
-    common = _common_sentences(texts, cfg.self_max_share) if cfg.self_weight > 0 else set()
     model.train()
     bar = tqdm(range(cfg.epochs), desc="adapt", unit="epoch")
     for _ in bar:
@@ -265,14 +263,11 @@ def adapt_clip(
             if cfg.text_weight > 0 and n_views > 1:  # a different view of the same item
                 shift = torch.randint(1, n_views, (len(items),), generator=gen)
                 other = tokens[items, (views + shift) % n_views]
-            if cfg.self_weight > 0:
-                caps = texts[views.numpy(), items.numpy()]
-                other = loaded.tokenizer(_dropped(caps, cfg, self_rng, common))
             batch = random_grayscale(batch, cfg.grayscale, mean, std, aug_gen)
             negatives = _negative_tokens(loaded, texts, items, views, cfg, swap_rng)
             words = None if head is None else (head, targets[items], cfg.words_weight)
             loss, img = _train_step(
-                loaded, opt, batch, tokens[items, views], other, cfg.text_weight + cfg.self_weight, negatives, words
+                loaded, opt, batch, tokens[items, views], other, cfg.text_weight, negatives, words
             )
             schedule.step()
             losses.append(loss)
@@ -332,26 +327,3 @@ def _epoch_loader(
 def image_dataset(loaded: LoadedClip, paths: list[Path | None]) -> ImageDataset:
     """Images for adaptation, transformed by the model's own ``preprocess_val``."""
     return ImageDataset(paths, loaded.preprocess)
-
-
-def _common_sentences(texts, max_share):
-    from collections import Counter
-    from cliper.clip.swap_negatives import sentences
-    out = set()
-    for row in texts:
-        c = Counter(s for t in row for s in set(sentences(str(t))))
-        out |= {s for s, n in c.items() if n > max_share * len(row)}
-    log.info("adapt: %d common sentences left out of the dropped copies", len(out))
-    return out
-
-
-def _dropped(caps, cfg, rng, common):
-    from cliper.clip.swap_negatives import sentences
-    out = []
-    for cap in caps:
-        sents = [s for s in sentences(str(cap)) if s not in common] or sentences(str(cap))
-        keep = rng.random(len(sents)) < cfg.self_keep
-        if not keep.any():
-            keep[int(rng.integers(len(sents)))] = True
-        out.append(" ".join(s for s, k in zip(sents, keep) if k))
-    return out
