@@ -94,9 +94,8 @@ def main() -> None:
     images = decoded_images(params, loaded)
     labels = latent_labels(params, tuple(args.attributes))
     adapted = io.read_json(args.probe)["linear_probe"]["image"] if args.probe.exists() else {}
-    rows = {}
+    rows, seed = {}, params.clip.adapt.seed
     for attribute in args.attributes:
-        seed = params.clip.adapt.seed
         rows[attribute] = ceiling(params.clip.model, seed, labels[attribute], images, args.epochs)
         rows[attribute]["adapted_linear_probe"] = adapted.get(attribute)
         print(attribute, rows[attribute])
