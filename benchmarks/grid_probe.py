@@ -47,9 +47,19 @@ POINTS: dict[str, dict[str, Any]] = {
     **{f"image weight {w}": {"knn_k": 10, "mm_image_weight": w} for w in IMAGE_WEIGHTS},
     "dropout 0.5 (image weight 0.1)": {"knn_k": 10, "mm_image_weight": 0.1, "dropout": 0.5},
     "reg_weight 1e-3 (image weight 0.1)": {"knn_k": 10, "mm_image_weight": 0.1, "reg_weight": 1.0e-3},
+    # FREEDOM's text graph as the mean of one kNN graph per view (text_graph: views)
+    **{f"views graph, image weight {w}": {"knn_k": 10, "mm_image_weight": w, "text_graph": "views"}
+       for w in IMAGE_WEIGHTS},
+    # ... each item's rows weighted by its CLIPER attention weights (text_graph: attention_views)
+    **{f"attention views graph, image weight {w}":
+       {"knn_k": 10, "mm_image_weight": w, "text_graph": "attention_views"} for w in IMAGE_WEIGHTS},
 }
 
 CANDIDATE_GRID = tuple(f"image weight {w}" for w in IMAGE_WEIGHTS[:4])  # 4 points, as GRIDS
+# the same 4 image weights with FREEDOM's text graph built per view (label prefix -> summary name)
+TEXT_GRAPH_GRIDS = {name: tuple(f"{prefix}image weight {w}" for w in IMAGE_WEIGHTS[:4])
+                    for prefix, name in (("views graph, ", "views graph"),
+                                         ("attention views graph, ", "attention views graph"))}
 
 
 def probe(point: dict[str, Any], arm: str, seed: int, work: Path) -> dict[str, Any]:
@@ -107,23 +117,25 @@ def summarise(results: Path) -> str:
              f"Candidate grid (knn_k 10): {', '.join(CANDIDATE_GRID)}; chosen on valid per run. "
              "Benchmark rows: `demo_experiments.json` "
              f"(current grid {grid_text(GRIDS['freedom'])}).",
-             "", "| arm | grid | runs (catalog/seed) | test R@20 mean ± sd | points chosen |",
-             "| --- | --- | --- | --- | --- |"]
+             "", "| arm | grid | runs (catalog/seed) | test R@20 mean ± sd | valid R@20 (chosen) "
+             "| points chosen |",
+             "| --- | --- | --- | --- | --- | --- |"]
     means: dict[str, float] = {}
     for arm in PROBED_ARMS:
         mine = [r for r in chosen if r["arm"] == arm]
         if len(mine) < 2:
             continue
         runs = {(r["catalog"], r["seed"]) for r in mine}
-        test = [r["test"] for r in mine]
-        means[arm] = statistics.fmean(test)
-        picked = ", ".join(f"{POINTS[label]['mm_image_weight']} x{sum(r['label'] == label for r in mine)}"
-                           for label in CANDIDATE_GRID)
-        lines.append(f"| {arm} | candidate | {len(runs)} | {means[arm]:.4f} ± {statistics.stdev(test):.4f} "
-                     f"| image weight {picked} |")
+        means[arm] = _grid_row(lines, arm, "candidate", mine, CANDIDATE_GRID)
         old = [r["test"][METRIC] for r in bench if r["arm"] == arm and (r["catalog"], r["seed"]) in runs]
-        lines.append(f"| {arm} | current | {len(old)} | {statistics.fmean(old):.4f} ± "
-                     f"{statistics.stdev(old):.4f} | |")
+        if len(old) > 1:
+            lines.append(f"| {arm} | current | {len(old)} | {statistics.fmean(old):.4f} ± "
+                         f"{statistics.stdev(old):.4f} | | |")
+        for name, labels in TEXT_GRAPH_GRIDS.items():
+            views = [r for r in emulated_grid([r for r in rows if r["arm"] == arm], labels)
+                     if (r["catalog"], r["seed"]) in runs]
+            if len(views) > 1:
+                means[f"{arm}, {name}"] = _grid_row(lines, arm, f"candidate, {name}", views, labels)
     runs = {(r["catalog"], r["seed"]) for r in chosen}
     base = [r["test"][METRIC] for r in bench
             if r["arm"] == BASELINE_ARM and (r["catalog"], r["seed"]) in runs]
@@ -131,12 +143,27 @@ def summarise(results: Path) -> str:
         means[BASELINE_ARM] = statistics.fmean(base)
         lines.append(f"| {BASELINE_ARM} | {grid_text(GRIDS[BASELINE_ARM])} | {len(base)} | "
                      f"{means[BASELINE_ARM]:.4f} ± "
-                     f"{statistics.stdev(base):.4f} | |")
+                     f"{statistics.stdev(base):.4f} | | |")
     lines += ["", "Gains in mean test R@20 with the candidate grid (the same runs for every arm):", ""]
+    targets = [*TARGETS, *((f"{a}, {name}", b, need) for name in TEXT_GRAPH_GRIDS
+                           for a, b, need in TARGETS if a == PROBED_ARMS[1])]
     lines += [f"- {a} vs {b}: {means[a] / means[b] - 1:+.1%}, required ≥ {required:+.0%} "
               f"({'met' if means[a] / means[b] - 1 >= required else 'NOT met'})"
-              for a, b, required in TARGETS if a in means and b in means]
+              for a, b, required in targets if a in means and b in means]
     return "\n".join(lines) + "\n"
+
+
+def _grid_row(
+    lines: list[str], arm: str, grid: str, chosen: list[dict[str, Any]], labels: tuple[str, ...]
+) -> float:
+    """Append one arm's emulated-grid row (test mean ± sd, points chosen) to ``lines``; its mean."""
+    test = [r["test"] for r in chosen]
+    picked = ", ".join(f"{POINTS[label]['mm_image_weight']} x{sum(r['label'] == label for r in chosen)}"
+                       for label in labels)
+    runs = len({(r["catalog"], r["seed"]) for r in chosen})
+    lines.append(f"| {arm} | {grid} | {runs} | {statistics.fmean(test):.4f} ± {statistics.stdev(test):.4f} "
+                 f"| {statistics.fmean(r['valid'] for r in chosen):.4f} | image weight {picked} |")
+    return statistics.fmean(test)
 
 
 def main() -> None:
@@ -145,6 +172,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[999], help="train.seed values")
     parser.add_argument("--points", nargs="+", choices=list(POINTS), default=list(POINTS),
                         help="labels of POINTS to probe (default: all)")
+    parser.add_argument("--arms", nargs="+", choices=PROBED_ARMS, default=list(PROBED_ARMS),
+                        help="arms to probe (default: both)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (two probes fit 2 cores)")
     parser.add_argument("--work", type=Path, default=REPO / ".cache" / "cliper" / "bench" / "grid_probe")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
@@ -161,7 +190,7 @@ def main() -> None:
     done = {(r["label"], r["arm"], r["seed"]) for r in rows}
     for seed in args.seeds:
         for label in args.points:
-            for arm in PROBED_ARMS:
+            for arm in args.arms:
                 if (label, arm, seed) in done:
                     continue
                 rows.append({"label": label, "arm": arm, "seed": seed, "point": POINTS[label],

@@ -161,6 +161,31 @@ def mixed_knn_graph(image: torch.Tensor, text: torch.Tensor, k: int, image_weigh
     return (image_weight * knn_graph(image, k) + (1.0 - image_weight) * knn_graph(text, k)).coalesce()
 
 
+def views_knn_graph(views: torch.Tensor, k: int, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """``Σ_v diag(a_v) S_{t,v}``: one kNN graph per view of ``views`` ``[V, I, D]``, sparse COO.
+
+    ``weights`` ``[I, V]`` (rows summing to 1) scale item ``i``'s row of view ``v``'s graph by
+    ``a_{i,v}``; ``None`` is the plain mean ``1/V``. Each view keeps its own neighbours (the
+    description's material, the brand field's brand), where one graph of a fused vector keeps the
+    neighbours of the attributes that dominate its cosine.
+    """
+    per_view = [knn_graph(view, k) for view in views]  # V is the handful of text views, not items
+    indices = torch.cat([g.indices() for g in per_view], 1)
+    if weights is None:
+        values = torch.cat([g.values() for g in per_view]) / len(per_view)
+    else:
+        values = torch.cat([g.values() * weights[g.indices()[0], v] for v, g in enumerate(per_view)])
+    return sparse_coo(indices, values, per_view[0].shape)  # coalescing sums an edge's views
+
+
+def mixed_views_knn_graph(
+    image: torch.Tensor, views: torch.Tensor, k: int, image_weight: float, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``w·S_v + (1-w)·Σ_v diag(a_v) S_{t,v}``: FREEDOM's mixed graph with a text graph per view."""
+    text = views_knn_graph(views, k, weights)
+    return (image_weight * knn_graph(image, k) + (1.0 - image_weight) * text).coalesce()
+
+
 # --------------------------------------------------------------------------- cache
 
 

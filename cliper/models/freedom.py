@@ -29,10 +29,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from cliper import graphs
-from cliper.fusion import Fusion
+from cliper.fusion import Fusion, attention_weights
 from cliper.models import register
 from cliper.models.base import Features, InteractionData, bpr_loss, rows
 from cliper.models.multimodal import MultimodalRecommender
+
+# config text_graph: one kNN graph of the fused text (MMRec); one per view, averaged ("views") or
+# each item's rows weighted by its CLIPER attention weights over the views ("attention_views")
+TEXT_GRAPHS = ("fused", "views", "attention_views")
 
 
 @register
@@ -71,20 +75,34 @@ class FREEDOM(MultimodalRecommender):
             graphs.bipartite_adjacency(users, items, values, self.n_users, self.n_items),
             persistent=False,
         )
-        mm_adj = self._item_graph(config)
+        self.text_graph = str(config["text_graph"])
+        if self.text_graph not in TEXT_GRAPHS:
+            raise ValueError(
+                f"model 'freedom': text_graph '{self.text_graph}' is not one of {list(TEXT_GRAPHS)}"
+            )
+        assert features is not None  # the base class raised otherwise
+        mm_adj = self._item_graph(config, features.text_views.detach().float())
         self.register_buffer("mm_adj", graphs.to_csr(mm_adj), persistent=False)
         self.register_buffer("mm_adj_t", graphs.to_csr(mm_adj.t()), persistent=False)
         self.masked_adj: torch.Tensor | None = None
 
-    def _item_graph(self, config: dict[str, Any]) -> torch.Tensor:
-        """The frozen mixed kNN graph, from the content-hash keyed cache."""
+    def _item_graph(self, config: dict[str, Any], views: torch.Tensor) -> torch.Tensor:
+        """The frozen mixed kNN graph (text: the fused vector's, or one per view), from the cache."""
         k, weight = int(config["knn_k"]), float(config["mm_image_weight"])
-        image, text = self.image_features().detach(), self.text_static
+        image = self.image_features().detach()
+        params = {"knn_k": k, "mm_image_weight": weight}
+        if self.text_graph != "fused":
+            weights = None
+            if self.text_graph == "attention_views":
+                weights = attention_weights(views, image, self.fusion.cfg.temperature)
+                params["temperature"] = self.fusion.cfg.temperature
+            return graphs.default_cache().get_or_build(
+                f"freedom_mm_adj_{self.text_graph}", (image, views), params,
+                lambda: graphs.mixed_views_knn_graph(image, views, k, weight, weights),
+            )
+        text = self.text_static
         return graphs.default_cache().get_or_build(
-            "freedom_mm_adj",
-            (image, text),
-            {"knn_k": k, "mm_image_weight": weight},
-            lambda: graphs.mixed_knn_graph(image, text, k, weight),
+            "freedom_mm_adj", (image, text), params, lambda: graphs.mixed_knn_graph(image, text, k, weight)
         )
 
     def pre_epoch(self) -> None:

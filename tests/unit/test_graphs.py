@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from cliper import graphs
+from cliper.fusion import attention_weights
 from cliper.models import Features, InteractionData, build_model
 
 
@@ -94,3 +95,59 @@ def test_freedom_never_reuses_a_graph_built_from_other_features(fresh_cache: gra
     expected = graphs.mixed_knn_graph(other.image, model2.text_static, 3, 0.5).to_dense()
     torch.testing.assert_close(model2.mm_adj.to_dense(), expected)
     assert not torch.equal(model.mm_adj.to_dense(), model2.mm_adj.to_dense())
+
+
+def test_views_graph_is_the_mean_of_one_knn_graph_per_view() -> None:
+    gen = torch.Generator().manual_seed(3)
+    image, views = torch.randn(14, 6, generator=gen), torch.randn(3, 14, 6, generator=gen)
+    per_view = torch.stack([graphs.knn_graph(v, 4).to_dense() for v in views])
+    torch.testing.assert_close(graphs.views_knn_graph(views, 4).to_dense(), per_view.mean(0))
+    mixed = graphs.mixed_views_knn_graph(image, views, 4, 0.3).to_dense()
+    torch.testing.assert_close(mixed, 0.3 * graphs.knn_graph(image, 4).to_dense() + 0.7 * per_view.mean(0))
+    assert torch.allclose(mixed.sum(1), torch.ones(14))  # rows of 1/k values stay stochastic
+
+
+def test_freedom_text_graph_views_builds_one_graph_per_view(fresh_cache: graphs.GraphCache) -> None:
+    rng = np.random.default_rng(1)
+    data = InteractionData(10, 12, rng.integers(0, 10, 60), rng.integers(0, 12, 60))
+    gen = torch.Generator().manual_seed(1)
+    feats = Features(torch.randn(12, 8, generator=gen), torch.randn(3, 12, 8, generator=gen), ("a", "b", "c"))
+    fused = build_model("freedom", data, {"knn_k": 3, "mm_image_weight": 0.5}, features=feats)
+    views = build_model("freedom", data, {"knn_k": 3, "mm_image_weight": 0.5, "text_graph": "views"},
+                        features=feats)
+    expected = graphs.mixed_views_knn_graph(feats.image, feats.text_views, 3, 0.5).to_dense()
+    torch.testing.assert_close(views.mm_adj.to_dense(), expected)
+    assert not torch.equal(views.mm_adj.to_dense(), fused.mm_adj.to_dense())
+    assert fresh_cache.builds == 2  # the two text graphs never share a cache entry
+    single = Features(feats.image, feats.text_views[:1], ("a",))  # one view: the fused graph itself
+    one = build_model("freedom", data, {"knn_k": 3, "mm_image_weight": 0.5, "text_graph": "views"},
+                      features=single)
+    same = build_model("freedom", data, {"knn_k": 3, "mm_image_weight": 0.5}, features=single)
+    torch.testing.assert_close(one.mm_adj.to_dense(), same.mm_adj.to_dense())
+    with pytest.raises(ValueError, match="text_graph 'per_item' is not one of"):
+        build_model("freedom", data, {"knn_k": 3, "text_graph": "per_item"}, features=feats)
+
+
+def test_views_graph_weights_each_items_rows_by_its_view_weights() -> None:
+    gen = torch.Generator().manual_seed(4)
+    views = torch.randn(3, 10, 5, generator=gen)
+    weights = torch.softmax(torch.randn(10, 3, generator=gen), -1)
+    per_view = torch.stack([graphs.knn_graph(v, 3).to_dense() for v in views])  # [V, I, I]
+    expected = torch.einsum("iv,vij->ij", weights, per_view)
+    torch.testing.assert_close(graphs.views_knn_graph(views, 3, weights).to_dense(), expected)
+    assert not torch.allclose(expected, per_view.mean(0))
+
+
+def test_freedom_attention_views_graph_uses_the_cliper_attention_weights(
+    fresh_cache: graphs.GraphCache,
+) -> None:
+
+    rng = np.random.default_rng(2)
+    data = InteractionData(10, 12, rng.integers(0, 10, 60), rng.integers(0, 12, 60))
+    gen = torch.Generator().manual_seed(2)
+    feats = Features(torch.randn(12, 8, generator=gen), torch.randn(3, 12, 8, generator=gen), ("a", "b", "c"))
+    config = {"knn_k": 3, "mm_image_weight": 0.4, "text_graph": "attention_views"}
+    model = build_model("freedom", data, config, features=feats)
+    weights = attention_weights(feats.text_views, feats.image, model.fusion.cfg.temperature)
+    expected = graphs.mixed_views_knn_graph(feats.image, feats.text_views, 3, 0.4, weights).to_dense()
+    torch.testing.assert_close(model.mm_adj.to_dense(), expected)
