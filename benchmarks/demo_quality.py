@@ -55,15 +55,19 @@ TARGETS: tuple[tuple[str, str, float], ...] = (
 )
 MAX_REL_SD = 0.10  # sd across seeds at most 10% of the mean, every arm
 # The same tuning budget for every arm (4 points, chosen on valid): MMRec's grids, cut to size.
-# FREEDOM: CLIPER's knn_k x image weight (params.yaml's default grid); dropout x reg_weight chose
-# worse on valid-selected test R@20 for the image + title arm (0.061 vs 0.089, seed 999).
+# FREEDOM: CLIPER's image weight at knn_k 10 with a text graph per view (params.yaml's default
+# grid; benchmarks/grid_probe.py chose it); dropout x reg_weight chose worse on valid-selected
+# test R@20 for the image + title arm (0.061 vs 0.089, seed 999).
 GRIDS: dict[str, dict[str, list[Any]]] = {
-    "freedom": {"knn_k": [10, 20], "mm_image_weight": [0.1, 0.3]},
+    "freedom": {"knn_k": [10], "mm_image_weight": [0.1, 0.3, 0.5, 0.7], "text_graph": ["views"]},
     "lightgcn": {"n_layers": [1, 2], "reg_weight": [1.0e-3, 1.0e-4]},
 }
 FUSION_FORMS: dict[str, dict[str, Any]] = {  # spec §3 (the default, in ARMS) beside the normalised form
     "freedom+cliper(attention, normalised views)": {"train.backbone": "freedom",
                                                     "train.fusion.normalize": True},
+    # ... and beside MMRec's one text graph of the fused vector (the default until text_graph)
+    "freedom+cliper(attention, fused text graph)": {"train.backbone": "freedom",
+                                                    "train.backbones": {"freedom": {"text_graph": "fused"}}},
 }
 EXTENDED: dict[str, dict[str, Any]] = {
     f"freedom+{name}": {"train.backbone": "freedom", "train.fusion.name": name}

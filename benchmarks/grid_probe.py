@@ -9,11 +9,15 @@ test Recall@20 is recorded beside it but must not pick the grid (that would tune
 Resumable: rows already in ``--out``'s JSON (same label, arm, seed) are skipped. Writes
 ``grid_probe_c<demo.seed>.{json,md}``.
 
+The ``views graph`` points set FREEDOM's ``text_graph`` (one kNN graph per text view, plain or
+attention-weighted mean) instead of one graph of the fused text; ``--arms`` restricts the arms.
+
 ``--summarise`` reads every catalog's JSON and writes ``grid_probe.md``: the grid of
-:data:`CANDIDATE_GRID` emulated from the single points (each grid point is seeded with
-``train.seed`` and trained alone, exactly as a single-point run, so the emulation picks what
-the train stage's grid would: the best valid, ties to the first point), pooled over catalogs x
-seeds, against LightGCN's runs in ``demo_experiments.json`` (its arm and grid are unchanged).
+:data:`CANDIDATE_GRID` (and of :data:`TEXT_GRAPH_GRIDS`) emulated from the single points
+(each grid point is seeded with ``train.seed`` and trained alone, exactly as a single-point run,
+so the emulation picks what the train stage's grid would: the best valid, ties to the first
+point), pooled over catalogs x seeds, against LightGCN's runs in ``demo_experiments.json`` (its
+arm and grid are unchanged).
 
 Usage::
 
@@ -43,6 +47,7 @@ PROBED_ARMS = ("freedom image+title", "freedom+cliper(attention)")
 BASELINE_ARM = "lightgcn"
 IMAGE_WEIGHTS = (0.1, 0.3, 0.5, 0.7, 0.9)  # mm_image_weight, at knn_k 10
 # label -> FREEDOM params at that point; the rest are cliper/models/configs/freedom.yaml's defaults
+# (text_graph: fused, whatever params.yaml sets: a point replaces train.backbones.freedom)
 POINTS: dict[str, dict[str, Any]] = {
     **{f"image weight {w}": {"knn_k": 10, "mm_image_weight": w} for w in IMAGE_WEIGHTS},
     "dropout 0.5 (image weight 0.1)": {"knn_k": 10, "mm_image_weight": 0.1, "dropout": 0.5},
