@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import torch  # noqa: E402
-from demo_quality import ARMS, GRIDS, METRIC, TARGETS, run_arm  # noqa: E402
+from demo_quality import ARMS, METRIC, TARGETS, run_arm  # noqa: E402
 
 from cliper import io  # noqa: E402
 from cliper.config import load_params  # noqa: E402
@@ -108,45 +108,50 @@ def emulated_grid(rows: list[dict[str, Any]], labels: tuple[str, ...]) -> list[d
 
 
 def grid_text(grid: dict[str, list[Any]]) -> str:
-    """``knn_k [10, 20] x mm_image_weight [0.1, 0.3]`` for a grid of :data:`GRIDS`."""
+    """``knn_k [10, 20] x mm_image_weight [0.1, 0.3]`` for a grid of :data:`demo_quality.GRIDS`."""
     return " x ".join(f"{key} {values}" for key, values in grid.items())
 
 
-def summarise(results: Path) -> str:
+def summarise(results: Path, pattern: str = "grid_probe_c*.json") -> str:
     """The candidate grid, emulated and pooled, beside LightGCN and the current grid's benchmark."""
-    rows = [{**r, "catalog": data["catalog"]} for f in sorted(results.glob("grid_probe_c*.json"))
+    rows = [{**r, "catalog": data["catalog"]} for f in sorted(results.glob(pattern))
             for data in [io.read_json(f)] for r in data["rows"]]
     chosen = emulated_grid(rows, CANDIDATE_GRID)
-    bench = io.read_json(results / "demo_experiments.json")["runs"]
+    benchmark = io.read_json(results / "demo_experiments.json")
+    bench = benchmark["runs"]
     lines = ["# FREEDOM grid probe: the image-weight grid, emulated", "",
              f"Candidate grid (knn_k 10): {', '.join(CANDIDATE_GRID)}; chosen on valid per run. "
-             "Benchmark rows: `demo_experiments.json` "
-             f"(current grid {grid_text(GRIDS['freedom'])}).",
+             "Benchmark rows (\"benchmark\"): `demo_experiments.json` "
+             f"(its grid {grid_text(benchmark['grids']['freedom'])}).",
              "", "| arm | grid | runs (catalog/seed) | test R@20 mean ± sd | valid R@20 (chosen) "
              "| points chosen |",
              "| --- | --- | --- | --- | --- | --- |"]
     means: dict[str, float] = {}
+    tests: dict[str, list[tuple[int, float]]] = {}  # row name -> (catalog, test R@20) per run
     for arm in PROBED_ARMS:
         mine = [r for r in chosen if r["arm"] == arm]
         if len(mine) < 2:
             continue
         runs = {(r["catalog"], r["seed"]) for r in mine}
         means[arm] = _grid_row(lines, arm, "candidate", mine, CANDIDATE_GRID)
+        tests[arm] = [(r["catalog"], r["test"]) for r in mine]
         old = [r["test"][METRIC] for r in bench if r["arm"] == arm and (r["catalog"], r["seed"]) in runs]
         if len(old) > 1:
-            lines.append(f"| {arm} | current | {len(old)} | {statistics.fmean(old):.4f} ± "
+            lines.append(f"| {arm} | benchmark | {len(old)} | {statistics.fmean(old):.4f} ± "
                          f"{statistics.stdev(old):.4f} | | |")
         for name, labels in TEXT_GRAPH_GRIDS.items():
             views = [r for r in emulated_grid([r for r in rows if r["arm"] == arm], labels)
                      if (r["catalog"], r["seed"]) in runs]
             if len(views) > 1:
                 means[f"{arm}, {name}"] = _grid_row(lines, arm, f"candidate, {name}", views, labels)
+                tests[f"{arm}, {name}"] = [(r["catalog"], r["test"]) for r in views]
     runs = {(r["catalog"], r["seed"]) for r in chosen}
-    base = [r["test"][METRIC] for r in bench
-            if r["arm"] == BASELINE_ARM and (r["catalog"], r["seed"]) in runs]
+    base_runs = [r for r in bench if r["arm"] == BASELINE_ARM and (r["catalog"], r["seed"]) in runs]
+    base = [r["test"][METRIC] for r in base_runs]
+    tests[BASELINE_ARM] = [(r["catalog"], r["test"][METRIC]) for r in base_runs]
     if len(base) > 1:
         means[BASELINE_ARM] = statistics.fmean(base)
-        lines.append(f"| {BASELINE_ARM} | {grid_text(GRIDS[BASELINE_ARM])} | {len(base)} | "
+        lines.append(f"| {BASELINE_ARM} | {grid_text(benchmark['grids'][BASELINE_ARM])} | {len(base)} | "
                      f"{means[BASELINE_ARM]:.4f} ± "
                      f"{statistics.stdev(base):.4f} | | |")
     lines += ["", "Gains in mean test R@20 with the candidate grid (the same runs for every arm):", ""]
@@ -155,7 +160,24 @@ def summarise(results: Path) -> str:
     lines += [f"- {a} vs {b}: {means[a] / means[b] - 1:+.1%}, required ≥ {required:+.0%} "
               f"({'met' if means[a] / means[b] - 1 >= required else 'NOT met'})"
               for a, b, required in targets if a in means and b in means]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _per_catalog(tests)) + "\n"
+
+
+def _per_catalog(tests: dict[str, list[tuple[int, float]]]) -> list[str]:
+    """Markdown lines: each row's test R@20 mean ± sd (sd as % of the mean) per catalog."""
+    catalogs = sorted({c for runs in tests.values() for c, _ in runs})
+    lines = ["", "Per catalog, test R@20 mean ± sd (sd as % of the mean; the issue asks ≤ 10%):", "",
+             "| row | " + " | ".join(f"catalog {c}" for c in catalogs) + " |",
+             "| --- |" + " --- |" * len(catalogs)]
+    for name, runs in tests.items():
+        cells = []
+        for catalog in catalogs:
+            values = [t for c, t in runs if c == catalog]
+            mean = statistics.fmean(values) if values else float("nan")
+            sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+            cells.append(f"{mean:.4f} ± {sd:.4f} ({sd / mean:.0%}, n={len(values)})" if values else "–")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _grid_row(
@@ -183,10 +205,13 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=REPO / ".cache" / "cliper" / "bench" / "grid_probe")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--summarise", action="store_true",
-                        help="write grid_probe.md from every catalog's JSON in --out; trains nothing")
+                        help="write --summary from every catalog's JSON in --out; trains nothing")
+    parser.add_argument("--pattern", default="grid_probe_c*.json",
+                        help="with --summarise: the catalogs' JSON files in --out (a glob)")
+    parser.add_argument("--summary", default="grid_probe.md", help="with --summarise: the file written")
     args = parser.parse_args()
     if args.summarise:
-        (args.out / "grid_probe.md").write_text(summarise(args.out))
+        (args.out / args.summary).write_text(summarise(args.out, args.pattern))
         return
     torch.set_num_threads(args.threads)
     catalog = load_params(REPO / "params.yaml").demo.seed
