@@ -38,3 +38,38 @@ def test_a_run_missing_a_grid_point_is_left_out() -> None:
 
 def test_every_candidate_point_is_a_probed_point() -> None:
     assert set(CANDIDATE_GRID) <= set(grid_probe.POINTS)
+
+
+def test_the_text_graph_grids_are_probed_points_with_their_text_graph() -> None:
+    expected = {"views graph": "views", "attention views graph": "attention_views"}
+    for name, labels in grid_probe.TEXT_GRAPH_GRIDS.items():
+        assert [grid_probe.POINTS[label]["text_graph"] for label in labels] == [expected[name]] * len(labels)
+        assert [grid_probe.POINTS[label]["mm_image_weight"] for label in labels] == [
+            grid_probe.POINTS[label]["mm_image_weight"] for label in CANDIDATE_GRID
+        ]
+
+
+def test_summary_emulates_each_grid_and_prefers_the_baseline_trained_here(tmp_path: Path) -> None:
+    from cliper import io
+
+    views = grid_probe.TEXT_GRAPH_GRIDS["views graph"]
+    rows = []
+    for seed in (999, 1000):
+        for i, label in enumerate(CANDIDATE_GRID):
+            rows.append({**_row(label, 0.05 + i / 100, 0.08, seed, PROBED_ARMS[0]), "point": {}})
+            rows.append({**_row(label, 0.05, 0.07 + i / 100, seed, PROBED_ARMS[1]), "point": {}})
+            rows.append({**_row(views[i], 0.09 if i == 1 else 0.05, 0.10 if i == 1 else 0.5, seed,
+                                PROBED_ARMS[1]), "point": {}})
+        rows.append({**_row(grid_probe.BASELINE_LABEL, 0.07, 0.09, seed, grid_probe.BASELINE_ARM)})
+    io.write_json(tmp_path / "grid_probe_xeon_c7.json", {"catalog": 7, "threads": 1, "rows": rows})
+    other_machine = [{"arm": grid_probe.BASELINE_ARM, "catalog": 7, "seed": s, "test": {"recall@20": 0.01}}
+                     for s in (999, 1000)]
+    grids = {"freedom": {"knn_k": [10]}, "lightgcn": {"n_layers": [1]}}
+    io.write_json(tmp_path / "demo_experiments.json", {"runs": other_machine, "grids": grids})
+    text = grid_probe.summarise(tmp_path, "grid_probe_xeon_c*.json")
+    # fused CLIPER: ties on valid -> the first point (test 0.07); views graph: valid picks weight 0.3
+    assert "| freedom+cliper(attention) | candidate | 2 | 0.0700 ± 0.0000 |" in text
+    assert "| freedom+cliper(attention) | candidate, views graph | 2 | 0.1000 ± 0.0000 | 0.0900 |" in text
+    assert "| lightgcn | here: " in text and "0.0900 ± 0.0000" in text  # not the other machine's 0.01
+    assert "freedom+cliper(attention), views graph vs lightgcn: +11.1%" in text
+    assert "| freedom+cliper(attention), views graph | 0.1000 ± 0.0000 (0%, n=2) |" in text
