@@ -6,6 +6,10 @@ Recommendation", ACM MM 2023 (arXiv 2211.06924); follows MMRec ``src/models/free
 * Frozen item graph: per modality ``m`` a top-``k`` cosine kNN graph ``S^m`` of the raw features,
   normalised ``D^-1/2 S^m D^-1/2``; mixed ``S = w S^v + (1 - w) S^t`` (``w = mm_image_weight``).
   Built once and cached by the content hash of the features (:mod:`cliper.graphs`).
+  ``text_graph`` (not in MMRec): ``fused`` builds ``S^t`` from the fused text vector (MMRec, CLIPER);
+  ``views`` averages one kNN graph per text view, ``attention_views`` weights item ``i``'s rows of
+  them by its attention weights, so that an attribute only one view states (the description's
+  material) keeps its neighbours (``benchmarks/results/grid_probe_xeon_text_graph.md``).
 * Item-graph convolution ``h̃ = S^L h`` of the item ID embeddings (``L = n_mm_layers``).
 * Denoised user-item graph: every epoch keep ``(1 - dropout)`` of the edges, sampled without
   replacement with probability ``∝ 1 / sqrt(d_u d_i)`` (degree-sensitive pruning), renormalise,
