@@ -33,7 +33,10 @@ def test_every_arm_reaches_params_as_written(arm: str, tmp_path: Path) -> None:
     params = load_params(params_file)
     backbone = overrides["train.backbone"]
     assert params.train.backbone == backbone
-    assert params.train.backbones[backbone] == GRIDS[backbone]
+    # the backbone's grid, under the arm's own fixed values (the fused text graph arm fixes one key)
+    assert params.train.backbones[backbone] == overrides["train.backbones"][backbone]
+    fixed = (ARMS | FUSION_FORMS)[arm].get("train.backbones", {}).get(backbone, {})
+    assert params.train.backbones[backbone] == {**GRIDS[backbone], **fixed}
     assert (params.demo.seed, params.train.seed) == (7, 1001)
     assert params.train.views == overrides.get("train.views")
     assert params.train.fusion.normalize is overrides.get("train.fusion.normalize", False)
