@@ -72,7 +72,16 @@ def probe(point: dict[str, Any], arm: str, seed: int, work: Path) -> dict[str, A
     """One arm at one FREEDOM point and seed through the real train stage."""
     overrides = {**ARMS[arm], "train.compare_fusions": [], "train.backbones": {"freedom": point}}
     label = "-".join(f"{k}{v}" for k, v in point.items())
-    record = run_arm(arm, overrides, seed, work / label)
+    return _metrics(run_arm(arm, overrides, seed, work / label))
+
+
+def baseline(seed: int, work: Path) -> dict[str, Any]:
+    """LightGCN over its own grid (:data:`GRIDS`) through the real train stage, one seed."""
+    return _metrics(run_arm(BASELINE_ARM, with_grid(ARMS[BASELINE_ARM]), seed, work / "baseline"))
+
+
+def _metrics(record: dict[str, Any]) -> dict[str, Any]:
+    """The row fields of one :func:`demo_quality.run_arm` record."""
     return {"valid": record["valid"][METRIC], "test": record["test"][METRIC],
             "best_epoch": record["best_epoch"], "seconds": record["seconds"]}
 
@@ -226,23 +235,21 @@ def main() -> None:
     out = args.out / f"grid_probe_c{catalog}.json"
     rows: list[dict[str, Any]] = io.read_json(out)["rows"] if out.exists() else []
     done = {(r["label"], r["arm"], r["seed"]) for r in rows}
+
+    def add(row: dict[str, Any]) -> None:  # saved after every run: resumable
+        rows.append(row)
+        io.write_json(out, {"catalog": catalog, "threads": args.threads, "rows": rows})
+        print(json.dumps(row), flush=True)
+
     for seed in args.seeds:
         if args.baseline and (BASELINE_LABEL, BASELINE_ARM, seed) not in done:
-            record = run_arm(BASELINE_ARM, with_grid(ARMS[BASELINE_ARM]), seed, args.work / "baseline")
-            rows.append({"label": BASELINE_LABEL, "arm": BASELINE_ARM, "seed": seed,
-                         "point": GRIDS[BASELINE_ARM], "valid": record["valid"][METRIC],
-                         "test": record["test"][METRIC], "best_epoch": record["best_epoch"],
-                         "seconds": record["seconds"]})
-            io.write_json(out, {"catalog": catalog, "threads": args.threads, "rows": rows})
-            print(json.dumps(rows[-1]), flush=True)
+            add({"label": BASELINE_LABEL, "arm": BASELINE_ARM, "seed": seed, "point": GRIDS[BASELINE_ARM],
+                 **baseline(seed, args.work)})
         for label in args.points:
             for arm in args.arms:
-                if (label, arm, seed) in done:
-                    continue
-                rows.append({"label": label, "arm": arm, "seed": seed, "point": POINTS[label],
-                             **probe(POINTS[label], arm, seed, args.work)})
-                io.write_json(out, {"catalog": catalog, "threads": args.threads, "rows": rows})
-                print(json.dumps(rows[-1]), flush=True)
+                if (label, arm, seed) not in done:
+                    add({"label": label, "arm": arm, "seed": seed, "point": POINTS[label],
+                         **probe(POINTS[label], arm, seed, args.work)})
     out.with_suffix(".md").write_text(markdown(rows, catalog, args.threads))
 
 
