@@ -16,8 +16,8 @@ attention-weighted mean) instead of one graph of the fused text; ``--arms`` rest
 :data:`CANDIDATE_GRID` (and of :data:`TEXT_GRAPH_GRIDS`) emulated from the single points
 (each grid point is seeded with ``train.seed`` and trained alone, exactly as a single-point run,
 so the emulation picks what the train stage's grid would: the best valid, ties to the first
-point), pooled over catalogs x seeds, against LightGCN's runs in ``demo_experiments.json`` (its
-arm and grid are unchanged).
+point), pooled over catalogs x seeds, against the runs of :data:`BENCHMARK_FILE`, the
+``dvc exp run`` benchmark of the grid before (knn_k [10, 20] x image weight [0.1, 0.3]).
 
 Usage::
 
@@ -60,6 +60,7 @@ POINTS: dict[str, dict[str, Any]] = {
        {"knn_k": 10, "mm_image_weight": w, "text_graph": "attention_views"} for w in IMAGE_WEIGHTS},
 }
 
+BENCHMARK_FILE = "demo_experiments_previous_default.json"  # the previous grid's demo_experiments.py runs
 BASELINE_LABEL = "lightgcn grid"  # --baseline: LightGCN over its own 4-point grid (GRIDS), one run per seed
 CANDIDATE_GRID = tuple(f"image weight {w}" for w in IMAGE_WEIGHTS[:4])  # 4 points, as GRIDS
 # the same 4 image weights with FREEDOM's text graph built per view (label prefix -> summary name)
@@ -127,11 +128,11 @@ def summarise(results: Path, pattern: str = "grid_probe_c*.json") -> str:
     rows = [{**r, "catalog": data["catalog"]} for f in sorted(results.glob(pattern))
             for data in [io.read_json(f)] for r in data["rows"]]
     chosen = emulated_grid(rows, CANDIDATE_GRID)
-    benchmark = io.read_json(results / "demo_experiments.json")
+    benchmark = io.read_json(results / BENCHMARK_FILE)
     bench = benchmark["runs"]
     lines = ["# FREEDOM grid probe: the image-weight grid, emulated", "",
              f"Candidate grid (knn_k 10): {', '.join(CANDIDATE_GRID)}; chosen on valid per run. "
-             "Benchmark rows (\"benchmark\"): `demo_experiments.json` "
+             f"Benchmark rows (\"benchmark\"): `{BENCHMARK_FILE}` "
              f"(its grid {grid_text(benchmark['grids']['freedom'])}).",
              "", "| arm | grid | runs (catalog/seed) | test R@20 mean ± sd | valid R@20 (chosen) "
              "| points chosen |",

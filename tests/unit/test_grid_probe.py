@@ -65,7 +65,7 @@ def test_summary_emulates_each_grid_and_prefers_the_baseline_trained_here(tmp_pa
     other_machine = [{"arm": grid_probe.BASELINE_ARM, "catalog": 7, "seed": s, "test": {"recall@20": 0.01}}
                      for s in (999, 1000)]
     grids = {"freedom": {"knn_k": [10]}, "lightgcn": {"n_layers": [1]}}
-    io.write_json(tmp_path / "demo_experiments.json", {"runs": other_machine, "grids": grids})
+    io.write_json(tmp_path / grid_probe.BENCHMARK_FILE, {"runs": other_machine, "grids": grids})
     text = grid_probe.summarise(tmp_path, "grid_probe_xeon_c*.json")
     # fused CLIPER: ties on valid -> the first point (test 0.07); views graph: valid picks weight 0.3
     assert "| freedom+cliper(attention) | candidate | 2 | 0.0700 ± 0.0000 |" in text
