@@ -137,14 +137,13 @@ def summarise(results: Path, pattern: str = "grid_probe_c*.json") -> str:
              "", "| arm | grid | runs (catalog/seed) | test R@20 mean ± sd | valid R@20 (chosen) "
              "| points chosen |",
              "| --- | --- | --- | --- | --- | --- |"]
-    means: dict[str, float] = {}
     tests: dict[str, list[tuple[int, float]]] = {}  # row name -> (catalog, test R@20) per run
     for arm in PROBED_ARMS:
         mine = [r for r in chosen if r["arm"] == arm]
         if len(mine) < 2:
             continue
         runs = {(r["catalog"], r["seed"]) for r in mine}
-        means[arm] = _grid_row(lines, arm, "candidate", mine, CANDIDATE_GRID)
+        _grid_row(lines, arm, "candidate", mine, CANDIDATE_GRID)
         tests[arm] = [(r["catalog"], r["test"]) for r in mine]
         old = [r["test"][METRIC] for r in bench if r["arm"] == arm and (r["catalog"], r["seed"]) in runs]
         if len(old) > 1:
@@ -154,7 +153,7 @@ def summarise(results: Path, pattern: str = "grid_probe_c*.json") -> str:
             views = [r for r in emulated_grid([r for r in rows if r["arm"] == arm], labels)
                      if (r["catalog"], r["seed"]) in runs]
             if len(views) > 1:
-                means[f"{arm}, {name}"] = _grid_row(lines, arm, f"candidate, {name}", views, labels)
+                _grid_row(lines, arm, f"candidate, {name}", views, labels)
                 tests[f"{arm}, {name}"] = [(r["catalog"], r["test"]) for r in views]
     runs = {(r["catalog"], r["seed"]) for r in chosen}
     # LightGCN trained here (--baseline) when every run has it, else the benchmark's runs
@@ -165,11 +164,11 @@ def summarise(results: Path, pattern: str = "grid_probe_c*.json") -> str:
     base = [r["test"][METRIC] for r in base_runs]
     tests[BASELINE_ARM] = [(r["catalog"], r["test"][METRIC]) for r in base_runs]
     if len(base) > 1:
-        means[BASELINE_ARM] = statistics.fmean(base)
         where = "here" if source is local else "benchmark"
         lines.append(f"| {BASELINE_ARM} | {where}: {grid_text(grid[BASELINE_ARM])} | {len(base)} | "
-                     f"{means[BASELINE_ARM]:.4f} ± "
+                     f"{statistics.fmean(base):.4f} ± "
                      f"{statistics.stdev(base):.4f} | | |")
+    means = {name: statistics.fmean(t for _, t in runs) for name, runs in tests.items() if len(runs) > 1}
     lines += ["", "Gains in mean test R@20 with the candidate grid (the same runs for every arm):", ""]
     targets = [*TARGETS, *((f"{a}, {name}", b, need) for name in TEXT_GRAPH_GRIDS
                            for a, b, need in TARGETS if a == PROBED_ARMS[1])]
@@ -198,15 +197,14 @@ def _per_catalog(tests: dict[str, list[tuple[int, float]]]) -> list[str]:
 
 def _grid_row(
     lines: list[str], arm: str, grid: str, chosen: list[dict[str, Any]], labels: tuple[str, ...]
-) -> float:
-    """Append one arm's emulated-grid row (test mean ± sd, points chosen) to ``lines``; its mean."""
+) -> None:
+    """Append one arm's emulated-grid row to ``lines``: test mean ± sd, valid of the chosen, points."""
     test = [r["test"] for r in chosen]
     picked = ", ".join(f"{POINTS[label]['mm_image_weight']} x{sum(r['label'] == label for r in chosen)}"
                        for label in labels)
     runs = len({(r["catalog"], r["seed"]) for r in chosen})
     lines.append(f"| {arm} | {grid} | {runs} | {statistics.fmean(test):.4f} ± {statistics.stdev(test):.4f} "
                  f"| {statistics.fmean(r['valid'] for r in chosen):.4f} | image weight {picked} |")
-    return statistics.fmean(test)
 
 
 def main() -> None:

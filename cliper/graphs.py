@@ -156,9 +156,14 @@ def knn_graph(features: torch.Tensor, k: int, chunk_rows: int = KNN_CHUNK_ROWS) 
     return sparse_coo(torch.stack([rows, cols]), inv[rows] * inv[cols], (n, n))
 
 
+def _mix(image_graph: torch.Tensor, text_graph: torch.Tensor, image_weight: float) -> torch.Tensor:
+    """``w·S_v + (1-w)·S_t``, coalesced."""
+    return (image_weight * image_graph + (1.0 - image_weight) * text_graph).coalesce()
+
+
 def mixed_knn_graph(image: torch.Tensor, text: torch.Tensor, k: int, image_weight: float) -> torch.Tensor:
     """FREEDOM's frozen item graph ``w·S_v + (1-w)·S_t`` (Zhou & Shen, MM 2023, eq. 3), sparse COO."""
-    return (image_weight * knn_graph(image, k) + (1.0 - image_weight) * knn_graph(text, k)).coalesce()
+    return _mix(knn_graph(image, k), knn_graph(text, k), image_weight)
 
 
 def views_knn_graph(views: torch.Tensor, k: int, weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -182,8 +187,7 @@ def mixed_views_knn_graph(
     image: torch.Tensor, views: torch.Tensor, k: int, image_weight: float, weights: torch.Tensor | None = None
 ) -> torch.Tensor:
     """``w·S_v + (1-w)·Σ_v diag(a_v) S_{t,v}``: FREEDOM's mixed graph with a text graph per view."""
-    text = views_knn_graph(views, k, weights)
-    return (image_weight * knn_graph(image, k) + (1.0 - image_weight) * text).coalesce()
+    return _mix(knn_graph(image, k), views_knn_graph(views, k, weights), image_weight)
 
 
 # --------------------------------------------------------------------------- cache
