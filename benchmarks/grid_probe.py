@@ -46,6 +46,7 @@ from cliper.config import load_params  # noqa: E402
 PROBED_ARMS = ("freedom image+title", "freedom+cliper(attention)")
 BASELINE_ARM = "lightgcn"
 IMAGE_WEIGHTS = (0.1, 0.3, 0.5, 0.7, 0.9)  # mm_image_weight, at knn_k 10
+OTHER_KNN_K = (5,)  # knn_k probed with the per-view graph besides 10
 # label -> FREEDOM params at that point; the rest are cliper/models/configs/freedom.yaml's defaults
 # (text_graph: fused, whatever params.yaml sets: a point replaces train.backbones.freedom)
 POINTS: dict[str, dict[str, Any]] = {
@@ -58,6 +59,9 @@ POINTS: dict[str, dict[str, Any]] = {
     # ... each item's rows weighted by its CLIPER attention weights (text_graph: attention_views)
     **{f"attention views graph, image weight {w}":
        {"knn_k": 10, "mm_image_weight": w, "text_graph": "attention_views"} for w in IMAGE_WEIGHTS},
+    # ... the per-view graphs with fewer neighbours each (the mean of 5 graphs has up to 5k per row)
+    **{f"views graph, knn_k {k}, image weight {w}": {"knn_k": k, "mm_image_weight": w, "text_graph": "views"}
+       for k in OTHER_KNN_K for w in IMAGE_WEIGHTS[:4]},
 }
 
 BENCHMARK_FILE = "demo_experiments_previous_default.json"  # the previous grid's demo_experiments.py runs
@@ -66,7 +70,9 @@ CANDIDATE_GRID = tuple(f"image weight {w}" for w in IMAGE_WEIGHTS[:4])  # 4 poin
 # the same 4 image weights with FREEDOM's text graph built per view (label prefix -> summary name)
 TEXT_GRAPH_GRIDS = {name: tuple(f"{prefix}image weight {w}" for w in IMAGE_WEIGHTS[:4])
                     for prefix, name in (("views graph, ", "views graph"),
-                                         ("attention views graph, ", "attention views graph"))}
+                                         ("attention views graph, ", "attention views graph"),
+                                         *((f"views graph, knn_k {k}, ", f"views graph, knn_k {k}")
+                                           for k in OTHER_KNN_K))}
 
 
 def probe(point: dict[str, Any], arm: str, seed: int, work: Path) -> dict[str, Any]:
