@@ -41,9 +41,12 @@ def test_every_candidate_point_is_a_probed_point() -> None:
 
 
 def test_the_text_graph_grids_are_probed_points_with_their_text_graph() -> None:
-    expected = {"views graph": "views", "attention views graph": "attention_views"}
+    expected = {"views graph": ("views", 10), "attention views graph": ("attention_views", 10)} | {
+        f"views graph, knn_k {k}": ("views", k) for k in grid_probe.OTHER_KNN_K}
+    assert set(grid_probe.TEXT_GRAPH_GRIDS) == set(expected)
     for name, labels in grid_probe.TEXT_GRAPH_GRIDS.items():
-        assert [grid_probe.POINTS[label]["text_graph"] for label in labels] == [expected[name]] * len(labels)
+        assert [(grid_probe.POINTS[label]["text_graph"], grid_probe.POINTS[label]["knn_k"])
+                for label in labels] == [expected[name]] * len(labels)
         assert [grid_probe.POINTS[label]["mm_image_weight"] for label in labels] == [
             grid_probe.POINTS[label]["mm_image_weight"] for label in CANDIDATE_GRID
         ]
