@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import torch  # noqa: E402
-from demo_quality import ARMS, GRIDS, METRIC, TARGETS, run_arm, with_grid  # noqa: E402
+from demo_quality import ARMS, GRIDS, METRIC, TARGETS, run_arm  # noqa: E402
 
 from cliper import io  # noqa: E402
 from cliper.config import load_params  # noqa: E402
@@ -66,6 +66,12 @@ POINTS: dict[str, dict[str, Any]] = {
 
 BENCHMARK_FILE = "demo_experiments_previous_default.json"  # the previous grid's demo_experiments.py runs
 BASELINE_LABEL = "lightgcn grid"  # --baseline: LightGCN over its own 4-point grid (GRIDS), one run per seed
+# ... and over these grids too (label -> grid): with BASELINE_LABEL's, an 8-point LightGCN grid,
+# the same budget as FREEDOM's image weight x knn_k [5, 10]
+BASELINE_GRIDS: dict[str, dict[str, list[Any]]] = {
+    BASELINE_LABEL: GRIDS[BASELINE_ARM],
+    "lightgcn grid, n_layers 3-4": {"n_layers": [3, 4], "reg_weight": GRIDS[BASELINE_ARM]["reg_weight"]},
+}
 CANDIDATE_GRID = tuple(f"image weight {w}" for w in IMAGE_WEIGHTS[:4])  # 4 points, as GRIDS
 # the same 4 image weights with FREEDOM's text graph built per view (label prefix -> summary name)
 TEXT_GRAPH_GRIDS = {name: tuple(f"{prefix}image weight {w}" for w in IMAGE_WEIGHTS[:4])
@@ -82,9 +88,11 @@ def probe(point: dict[str, Any], arm: str, seed: int, work: Path) -> dict[str, A
     return _metrics(run_arm(arm, overrides, seed, work / label))
 
 
-def baseline(seed: int, work: Path) -> dict[str, Any]:
-    """LightGCN over its own grid (:data:`GRIDS`) through the real train stage, one seed."""
-    return _metrics(run_arm(BASELINE_ARM, with_grid(ARMS[BASELINE_ARM]), seed, work / "baseline"))
+def baseline(seed: int, work: Path, label: str = BASELINE_LABEL) -> dict[str, Any]:
+    """LightGCN over a grid of :data:`BASELINE_GRIDS` through the real train stage, one seed."""
+    overrides = {**ARMS[BASELINE_ARM], "train.backbones": {BASELINE_ARM: BASELINE_GRIDS[label]}}
+    folder = "baseline" if label == BASELINE_LABEL else f"baseline-{label.split(', ')[-1]}"
+    return _metrics(run_arm(BASELINE_ARM, overrides, seed, work / folder))
 
 
 def _metrics(record: dict[str, Any]) -> dict[str, Any]:
@@ -247,9 +255,10 @@ def main() -> None:
         print(json.dumps(row), flush=True)
 
     for seed in args.seeds:
-        if args.baseline and (BASELINE_LABEL, BASELINE_ARM, seed) not in done:
-            add({"label": BASELINE_LABEL, "arm": BASELINE_ARM, "seed": seed, "point": GRIDS[BASELINE_ARM],
-                 **baseline(seed, args.work)})
+        for label, grid in BASELINE_GRIDS.items() if args.baseline else ():
+            if (label, BASELINE_ARM, seed) not in done:
+                add({"label": label, "arm": BASELINE_ARM, "seed": seed, "point": grid,
+                     **baseline(seed, args.work, label)})
         for label in args.points:
             for arm in args.arms:
                 if (label, arm, seed) not in done:
