@@ -76,3 +76,41 @@ def test_summary_emulates_each_grid_and_prefers_the_baseline_trained_here(tmp_pa
     assert "| lightgcn | here: " in text and "0.0900 ± 0.0000" in text  # not the other machine's 0.01
     assert "freedom+cliper(attention), views graph vs lightgcn: +11.1%" in text
     assert "| freedom+cliper(attention), views graph | 0.1000 ± 0.0000 (0%, n=2) |" in text
+
+
+def test_the_eight_point_budget_chooses_over_both_grids_per_arm(tmp_path: Path) -> None:
+    """Each arm's 8 points are its 4-point grid plus knn_k 5 (LightGCN: its two grids), best valid."""
+    from cliper import io
+
+    knn5 = grid_probe.TEXT_GRAPH_GRIDS["views graph, knn_k 5"]
+    views = grid_probe.TEXT_GRAPH_GRIDS["views graph"]
+    deeper = [label for label in grid_probe.BASELINE_GRIDS if label != grid_probe.BASELINE_LABEL]
+    rows = []
+    for seed in (999, 1000):
+        for i in range(4):  # valid picks knn_k 5 at weight 0.3 for image + title, knn_k 10 for CLIPER
+            rows += [_row(CANDIDATE_GRID[i], 0.05, 0.06, seed),
+                     _row(knn5[i], 0.09 if i == 1 else 0.04, 0.08 if i == 1 else 0.5, seed),
+                     _row(views[i], 0.09 if i == 2 else 0.05, 0.10 if i == 2 else 0.5, seed, PROBED_ARMS[1]),
+                     _row(knn5[i], 0.06, 0.5, seed, PROBED_ARMS[1])]
+        rows += [_row(grid_probe.BASELINE_LABEL, 0.07, 0.09, seed, grid_probe.BASELINE_ARM),
+                 _row(deeper[0], 0.08, 0.095 if seed == 999 else 0.105, seed, grid_probe.BASELINE_ARM)]
+    rows = [{**r, "point": {}} for r in rows]
+    io.write_json(tmp_path / "grid_probe_xeon_c7.json", {"catalog": 7, "threads": 1, "rows": rows})
+    io.write_json(tmp_path / grid_probe.BENCHMARK_FILE, {"runs": [], "grids": {"freedom": {"knn_k": [10]}}})
+    text = grid_probe.summarise(tmp_path, "grid_probe_xeon_c*.json")
+    section = text.split("## Every arm over 8 points")[1]
+    assert "| freedom image+title (8 points) | 0.0800 ± 0.0000 (0%, n=2) |" in section
+    assert "| freedom+cliper(attention) (8 points) | 0.1000 ± 0.0000 (0%, n=2) |" in section
+    assert "| lightgcn (8 points) | 0.1000 ± 0.0071 (7%, n=2) |" in section
+    assert "freedom+cliper(attention) vs lightgcn: +0.0%, required ≥ +5% (NOT met)" in section
+    assert "freedom image+title vs lightgcn: -20.0%" in section
+
+
+def test_no_eight_point_section_without_every_arms_runs(tmp_path: Path) -> None:
+    from cliper import io
+
+    rows = [{**_row(label, 0.05, 0.06, seed), "point": {}}
+            for seed in (999, 1000) for label in CANDIDATE_GRID]
+    io.write_json(tmp_path / "grid_probe_xeon_c7.json", {"catalog": 7, "threads": 1, "rows": rows})
+    io.write_json(tmp_path / grid_probe.BENCHMARK_FILE, {"runs": [], "grids": {"freedom": {"knn_k": [10]}}})
+    assert "8 points" not in grid_probe.summarise(tmp_path, "grid_probe_xeon_c*.json")
