@@ -182,7 +182,8 @@ def summarise(results: Path, pattern: str = "grid_probe_c*.json") -> str:
         lines.append(f"| {BASELINE_ARM} | {where}: {grid_text(grid[BASELINE_ARM])} | {len(base)} | "
                      f"{statistics.fmean(base):.4f} ± "
                      f"{statistics.stdev(base):.4f} | | |")
-    means = {name: statistics.fmean(t for _, t in runs) for name, runs in tests.items() if len(runs) > 1}
+    means = {name: statistics.fmean(t for _, t in per_run)
+             for name, per_run in tests.items() if len(per_run) > 1}
     lines += ["", "Gains in mean test R@20 with the candidate grid (the same runs for every arm):", ""]
     targets = [*TARGETS, *((f"{a}, {name}", b, need) for name in TEXT_GRAPH_GRIDS
                            for a, b, need in TARGETS if a == PROBED_ARMS[1])]
@@ -205,7 +206,7 @@ def _eight_point_budget(rows: list[dict[str, Any]]) -> list[str]:
     if len(runs[0]) < 2 or any(other != runs[0] for other in runs):
         return []
     tests = {arm: [(r["catalog"], r["test"]) for r in mine] for arm, mine in chosen.items()}
-    means = {arm: statistics.fmean(t for _, t in runs) for arm, runs in tests.items()}
+    means = {arm: statistics.fmean(t for _, t in per_run) for arm, per_run in tests.items()}
     lines = ["", f"## Every arm over 8 points (FREEDOM: knn_k [{OTHER_KNN_K[0]}, 10] x image weight, "
              "per-view text graph for CLIPER; LightGCN: n_layers [1, 2, 3, 4] x reg_weight)", "",
              f"Gains in mean test R@20, pooled over {len(runs[0])} runs:", ""]
