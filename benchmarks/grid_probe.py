@@ -39,6 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import torch  # noqa: E402
+from demo_experiments import cpu_model  # noqa: E402
 from demo_quality import ARMS, GRIDS, METRIC, TARGETS, run_arm  # noqa: E402
 
 from cliper import io  # noqa: E402
@@ -133,6 +134,16 @@ def emulated_grid(rows: list[dict[str, Any]], labels: tuple[str, ...]) -> list[d
     return chosen
 
 
+def machines(rows: list[dict[str, Any]]) -> str:
+    """``Intel Xeon: 7 [999, 1000]; AMD EPYC: 7 [1002]``: the seeds each CPU ran, per catalog
+    (rows written before the CPU was recorded: ``unrecorded``)."""
+    seeds: dict[str, dict[int, set[int]]] = {}
+    for r in rows:
+        seeds.setdefault(r.get("cpu", "unrecorded"), {}).setdefault(r["catalog"], set()).add(r["seed"])
+    return "; ".join(f"{cpu}: " + ", ".join(f"{c} {sorted(s)}" for c, s in sorted(per.items()))
+                     for cpu, per in sorted(seeds.items()))
+
+
 def grid_text(grid: dict[str, list[Any]]) -> str:
     """``knn_k [10, 20] x mm_image_weight [0.1, 0.3]`` for a grid of :data:`demo_quality.GRIDS`."""
     return " x ".join(f"{key} {values}" for key, values in grid.items())
@@ -148,7 +159,8 @@ def summarise(results: Path, pattern: str = "grid_probe_c*.json") -> str:
     lines = ["# FREEDOM grid probe: the image-weight grid, emulated", "",
              f"Candidate grid (knn_k 10): {', '.join(CANDIDATE_GRID)}; chosen on valid per run. "
              f"Benchmark rows (\"benchmark\"): `{BENCHMARK_FILE}` "
-             f"(its grid {grid_text(benchmark['grids']['freedom'])}).",
+             f"(its grid {grid_text(benchmark['grids']['freedom'])}).", "",
+             f"Machines (CPU model: catalog seeds): {machines(rows)}.",
              "", "| arm | grid | runs (catalog/seed) | test R@20 mean ± sd | valid R@20 (chosen) "
              "| points chosen |",
              "| --- | --- | --- | --- | --- | --- |"]
@@ -157,16 +169,16 @@ def summarise(results: Path, pattern: str = "grid_probe_c*.json") -> str:
         mine = [r for r in chosen if r["arm"] == arm]
         if len(mine) < 2:
             continue
-        runs = {(r["catalog"], r["seed"]) for r in mine}
+        arm_runs = {(r["catalog"], r["seed"]) for r in mine}
         _grid_row(lines, arm, "candidate", mine, CANDIDATE_GRID)
         tests[arm] = [(r["catalog"], r["test"]) for r in mine]
-        old = [r["test"][METRIC] for r in bench if r["arm"] == arm and (r["catalog"], r["seed"]) in runs]
+        old = [r["test"][METRIC] for r in bench if r["arm"] == arm and (r["catalog"], r["seed"]) in arm_runs]
         if len(old) > 1:
             lines.append(f"| {arm} | benchmark | {len(old)} | {statistics.fmean(old):.4f} ± "
                          f"{statistics.stdev(old):.4f} | | |")
         for name, labels in TEXT_GRAPH_GRIDS.items():
             views = [r for r in emulated_grid([r for r in rows if r["arm"] == arm], labels)
-                     if (r["catalog"], r["seed"]) in runs]
+                     if (r["catalog"], r["seed"]) in arm_runs]
             if len(views) > 1:
                 _grid_row(lines, arm, f"candidate, {name}", views, labels)
                 tests[f"{arm}, {name}"] = [(r["catalog"], r["test"]) for r in views]
@@ -283,8 +295,10 @@ def main() -> None:
     rows: list[dict[str, Any]] = io.read_json(out)["rows"] if out.exists() else []
     done = {(r["label"], r["arm"], r["seed"]) for r in rows}
 
+    cpu = cpu_model()
+
     def add(row: dict[str, Any]) -> None:  # saved after every run: resumable
-        rows.append(row)
+        rows.append({**row, "cpu": cpu})
         io.write_json(out, {"catalog": catalog, "threads": args.threads, "rows": rows})
         print(json.dumps(row), flush=True)
 

@@ -114,3 +114,17 @@ def test_no_eight_point_section_without_every_arms_runs(tmp_path: Path) -> None:
     io.write_json(tmp_path / "grid_probe_xeon_c7.json", {"catalog": 7, "threads": 1, "rows": rows})
     io.write_json(tmp_path / grid_probe.BENCHMARK_FILE, {"runs": [], "grids": {"freedom": {"knn_k": [10]}}})
     assert "8 points" not in grid_probe.summarise(tmp_path, "grid_probe_xeon_c*.json")
+
+
+def test_the_summary_says_which_cpu_ran_which_seeds(tmp_path: Path) -> None:
+    """Runs from two machines are pooled; the summary names each CPU with the seeds it ran."""
+    from cliper import io
+
+    rows = [{**_row(label, 0.05, 0.06, seed), "point": {}, "cpu": cpu}
+            for seed, cpu in ((999, "Intel Xeon"), (1002, "AMD EPYC")) for label in CANDIDATE_GRID]
+    rows.append({**_row(CANDIDATE_GRID[0], 0.05, 0.06, 1003), "point": {}})  # written before cpu was kept
+    io.write_json(tmp_path / "grid_probe_c7.json", {"catalog": 7, "threads": 1, "rows": rows})
+    io.write_json(tmp_path / grid_probe.BENCHMARK_FILE, {"runs": [], "grids": {"freedom": {"knn_k": [10]}}})
+    text = grid_probe.summarise(tmp_path, "grid_probe_c*.json")
+    expected = "AMD EPYC: 7 [1002]; Intel Xeon: 7 [999]; unrecorded: 7 [1003]."
+    assert f"Machines (CPU model: catalog seeds): {expected}" in text
