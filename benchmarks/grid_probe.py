@@ -149,10 +149,27 @@ def grid_text(grid: dict[str, list[Any]]) -> str:
     return " x ".join(f"{key} {values}" for key, values in grid.items())
 
 
-def summarise(results: Path, pattern: str = "grid_probe_c*.json") -> str:
+def read_rows(results: Path, patterns: Iterable[str]) -> list[dict[str, Any]]:
+    """Every row of the JSON files matching ``patterns`` in ``results``, with its catalog; the same
+    (catalog, arm, seed, point) twice (a seed rerun on another machine, say) is an error naming both
+    files, since a grid would silently take one of them."""
+    rows: list[dict[str, Any]] = []
+    seen: dict[tuple[Any, ...], Path] = {}
+    for path in sorted({f for pattern in patterns for f in results.glob(pattern)}):
+        data = io.read_json(path)
+        for row in data["rows"]:
+            key = (data["catalog"], row["arm"], row["seed"], row["label"])
+            if key in seen:
+                raise SystemExit(f"{path}: catalog {key[0]}, {key[1]}, seed {key[2]}, '{key[3]}' is also "
+                                 f"in {seen[key]}; summarise one machine's rerun with its own --pattern")
+            seen[key] = path
+            rows.append({**row, "catalog": data["catalog"]})
+    return rows
+
+
+def summarise(results: Path, patterns: Iterable[str] = ("grid_probe_c*.json",)) -> str:
     """The candidate grid, emulated and pooled, beside LightGCN and the current grid's benchmark."""
-    rows = [{**r, "catalog": data["catalog"]} for f in sorted(results.glob(pattern))
-            for data in [io.read_json(f)] for r in data["rows"]]
+    rows = read_rows(results, patterns)
     chosen = emulated_grid(rows, CANDIDATE_GRID)
     benchmark = io.read_json(results / BENCHMARK_FILE)
     bench = benchmark["runs"]
@@ -282,8 +299,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--summarise", action="store_true",
                         help="write --summary from every catalog's JSON in --out; trains nothing")
-    parser.add_argument("--pattern", default="grid_probe_c*.json",
-                        help="with --summarise: the catalogs' JSON files in --out (a glob)")
+    parser.add_argument("--pattern", nargs="+", default=["grid_probe_c*.json"],
+                        help="with --summarise: the catalogs' JSON files in --out (globs, pooled)")
     parser.add_argument("--summary", default="grid_probe.md", help="with --summarise: the file written")
     args = parser.parse_args()
     if args.summarise:

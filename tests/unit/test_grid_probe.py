@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
@@ -69,7 +71,7 @@ def test_summary_emulates_each_grid_and_prefers_the_baseline_trained_here(tmp_pa
                      for s in (999, 1000)]
     grids = {"freedom": {"knn_k": [10]}, "lightgcn": {"n_layers": [1]}}
     io.write_json(tmp_path / grid_probe.BENCHMARK_FILE, {"runs": other_machine, "grids": grids})
-    text = grid_probe.summarise(tmp_path, "grid_probe_xeon_c*.json")
+    text = grid_probe.summarise(tmp_path, ["grid_probe_xeon_c*.json"])
     # fused CLIPER: ties on valid -> the first point (test 0.07); views graph: valid picks weight 0.3
     assert "| freedom+cliper(attention) | candidate | 2 | 0.0700 ± 0.0000 |" in text
     assert "| freedom+cliper(attention) | candidate, views graph | 2 | 0.1000 ± 0.0000 | 0.0900 |" in text
@@ -97,7 +99,7 @@ def test_the_eight_point_budget_chooses_over_both_grids_per_arm(tmp_path: Path) 
     rows = [{**r, "point": {}} for r in rows]
     io.write_json(tmp_path / "grid_probe_xeon_c7.json", {"catalog": 7, "threads": 1, "rows": rows})
     io.write_json(tmp_path / grid_probe.BENCHMARK_FILE, {"runs": [], "grids": {"freedom": {"knn_k": [10]}}})
-    text = grid_probe.summarise(tmp_path, "grid_probe_xeon_c*.json")
+    text = grid_probe.summarise(tmp_path, ["grid_probe_xeon_c*.json"])
     section = text.split("## Every arm over 8 points")[1]
     assert "| freedom image+title (8 points) | 0.0800 ± 0.0000 (0%, n=2) |" in section
     assert "| freedom+cliper(attention) (8 points) | 0.1000 ± 0.0000 (0%, n=2) |" in section
@@ -113,7 +115,7 @@ def test_no_eight_point_section_without_every_arms_runs(tmp_path: Path) -> None:
             for seed in (999, 1000) for label in CANDIDATE_GRID]
     io.write_json(tmp_path / "grid_probe_xeon_c7.json", {"catalog": 7, "threads": 1, "rows": rows})
     io.write_json(tmp_path / grid_probe.BENCHMARK_FILE, {"runs": [], "grids": {"freedom": {"knn_k": [10]}}})
-    assert "8 points" not in grid_probe.summarise(tmp_path, "grid_probe_xeon_c*.json")
+    assert "8 points" not in grid_probe.summarise(tmp_path, ["grid_probe_xeon_c*.json"])
 
 
 def test_the_summary_says_which_cpu_ran_which_seeds(tmp_path: Path) -> None:
@@ -125,6 +127,24 @@ def test_the_summary_says_which_cpu_ran_which_seeds(tmp_path: Path) -> None:
     rows.append({**_row(CANDIDATE_GRID[0], 0.05, 0.06, 1003), "point": {}})  # written before cpu was kept
     io.write_json(tmp_path / "grid_probe_c7.json", {"catalog": 7, "threads": 1, "rows": rows})
     io.write_json(tmp_path / grid_probe.BENCHMARK_FILE, {"runs": [], "grids": {"freedom": {"knn_k": [10]}}})
-    text = grid_probe.summarise(tmp_path, "grid_probe_c*.json")
+    text = grid_probe.summarise(tmp_path, ["grid_probe_c*.json"])
     expected = "AMD EPYC: 7 [1002]; Intel Xeon: 7 [999]; unrecorded: 7 [1003]."
     assert f"Machines (CPU model: catalog seeds): {expected}" in text
+
+
+def test_one_machines_rerun_of_a_seed_is_not_pooled_silently(tmp_path: Path) -> None:
+    """Two files with the same (catalog, arm, seed, point) stop the summary, naming both files;
+    files of other seeds are pooled."""
+    from cliper import io
+
+    def write(name: str, seed: int) -> None:
+        rows = [{**_row(label, 0.05, 0.06, seed), "point": {}} for label in CANDIDATE_GRID]
+        io.write_json(tmp_path / name, {"catalog": 7, "threads": 1, "rows": rows})
+
+    write("grid_probe_xeon_c7.json", 999)
+    write("grid_probe_epyc_c7.json", 1002)
+    io.write_json(tmp_path / grid_probe.BENCHMARK_FILE, {"runs": [], "grids": {"freedom": {"knn_k": [10]}}})
+    assert len(grid_probe.read_rows(tmp_path, ["grid_probe_xeon_c*.json", "grid_probe_epyc_c*.json"])) == 8
+    write("grid_probe_rerun_c7.json", 999)
+    with pytest.raises(SystemExit, match="grid_probe_xeon_c7.json"):
+        grid_probe.summarise(tmp_path, ["grid_probe_*_c7.json"])
