@@ -104,7 +104,7 @@ def test_the_eight_point_budget_chooses_over_both_grids_per_arm(tmp_path: Path) 
     assert "| freedom image+title (8 points) | 0.0800 ± 0.0000 (0%, n=2) |" in section
     assert "| freedom+cliper(attention) (8 points) | 0.1000 ± 0.0000 (0%, n=2) |" in section
     assert "| lightgcn (8 points) | 0.1000 ± 0.0071 (7%, n=2) |" in section
-    assert "freedom+cliper(attention) vs lightgcn: +0.0%, required ≥ +5% (NOT met)" in section
+    assert "freedom+cliper(attention) vs lightgcn: +0.0%, required ≥ +5% (NOT met; 2 runs)" in section
     assert "freedom image+title vs lightgcn: -20.0%" in section
 
 
@@ -148,3 +148,10 @@ def test_one_machines_rerun_of_a_seed_is_not_pooled_silently(tmp_path: Path) -> 
     write("grid_probe_rerun_c7.json", 999)
     with pytest.raises(SystemExit, match="grid_probe_xeon_c7.json"):
         grid_probe.summarise(tmp_path, ["grid_probe_*_c7.json"])
+
+
+def test_a_gain_compares_two_rows_over_the_runs_both_have() -> None:
+    """A row with an extra (catalog, seed) run does not pool it against a row without it."""
+    tests = {"a": {(7, 999): 0.1, (7, 1000): 0.1, (7, 1002): 0.5}, "b": {(7, 999): 0.1, (7, 1000): 0.1}}
+    assert grid_probe._gain_lines(tests, [("a", "b", 0.05)]) == [
+        "- a vs b: +0.0%, required ≥ +5% (NOT met; 2 runs)"]
