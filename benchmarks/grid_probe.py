@@ -49,6 +49,7 @@ PROBED_ARMS = ("freedom image+title", "freedom+cliper(attention)")
 BASELINE_ARM = "lightgcn"
 IMAGE_WEIGHTS = (0.1, 0.3, 0.5, 0.7, 0.9)  # mm_image_weight, at knn_k 10
 OTHER_KNN_K = (5,)  # knn_k probed with the per-view graph besides 10
+OTHER_UI_LAYERS = (3,)  # FREEDOM's user-item LightGCN layers probed besides 2 (LightGCN's valid wants 3-4)
 # label -> FREEDOM params at that point; the rest are cliper/models/configs/freedom.yaml's defaults
 # (text_graph: fused, whatever params.yaml sets: a point replaces train.backbones.freedom)
 POINTS: dict[str, dict[str, Any]] = {
@@ -64,6 +65,10 @@ POINTS: dict[str, dict[str, Any]] = {
     # ... the per-view graphs with fewer neighbours each (the mean of 5 graphs has up to 5k per row)
     **{f"views graph, knn_k {k}, image weight {w}": {"knn_k": k, "mm_image_weight": w, "text_graph": "views"}
        for k in OTHER_KNN_K for w in IMAGE_WEIGHTS[:4]},
+    # ... and deeper user-item propagation (n_ui_layers), at knn_k 10
+    **{f"views graph, n_ui_layers {n}, image weight {w}":
+       {"knn_k": 10, "mm_image_weight": w, "text_graph": "views", "n_ui_layers": n}
+       for n in OTHER_UI_LAYERS for w in IMAGE_WEIGHTS[:4]},
 }
 
 Runs = dict[tuple[int, int], float]  # (catalog, seed) -> test R@20 of one arm's chosen point
@@ -77,12 +82,10 @@ BASELINE_GRIDS: dict[str, dict[str, list[Any]]] = {
     "lightgcn grid, n_layers 3-4": {"n_layers": [3, 4], "reg_weight": GRIDS[BASELINE_ARM]["reg_weight"]},
 }
 CANDIDATE_GRID = tuple(f"image weight {w}" for w in IMAGE_WEIGHTS[:4])  # 4 points, as GRIDS
-# the same 4 image weights with FREEDOM's text graph built per view (label prefix -> summary name)
-TEXT_GRAPH_GRIDS = {name: tuple(f"{prefix}image weight {w}" for w in IMAGE_WEIGHTS[:4])
-                    for prefix, name in (("views graph, ", "views graph"),
-                                         ("attention views graph, ", "attention views graph"),
-                                         *((f"views graph, knn_k {k}, ", f"views graph, knn_k {k}")
-                                           for k in OTHER_KNN_K))}
+# the same 4 image weights with FREEDOM's text graph built per view (summary name -> its labels)
+_VARIANTS = ("views graph", "attention views graph", *(f"views graph, knn_k {k}" for k in OTHER_KNN_K),
+             *(f"views graph, n_ui_layers {n}" for n in OTHER_UI_LAYERS))
+TEXT_GRAPH_GRIDS = {name: tuple(f"{name}, image weight {w}" for w in IMAGE_WEIGHTS[:4]) for name in _VARIANTS}
 
 
 def probe(point: dict[str, Any], arm: str, seed: int, work: Path) -> dict[str, Any]:

@@ -43,12 +43,14 @@ def test_every_candidate_point_is_a_probed_point() -> None:
 
 
 def test_the_text_graph_grids_are_probed_points_with_their_text_graph() -> None:
-    expected = {"views graph": ("views", 10), "attention views graph": ("attention_views", 10)} | {
-        f"views graph, knn_k {k}": ("views", k) for k in grid_probe.OTHER_KNN_K}
+    expected = {"views graph": ("views", 10, 2), "attention views graph": ("attention_views", 10, 2)} | {
+        f"views graph, knn_k {k}": ("views", k, 2) for k in grid_probe.OTHER_KNN_K} | {
+        f"views graph, n_ui_layers {n}": ("views", 10, n) for n in grid_probe.OTHER_UI_LAYERS}
     assert set(grid_probe.TEXT_GRAPH_GRIDS) == set(expected)
     for name, labels in grid_probe.TEXT_GRAPH_GRIDS.items():
-        assert [(grid_probe.POINTS[label]["text_graph"], grid_probe.POINTS[label]["knn_k"])
-                for label in labels] == [expected[name]] * len(labels)
+        points = [grid_probe.POINTS[label] for label in labels]
+        shape = [(p["text_graph"], p["knn_k"], p.get("n_ui_layers", 2)) for p in points]
+        assert shape == [expected[name]] * 4
         assert [grid_probe.POINTS[label]["mm_image_weight"] for label in labels] == [
             grid_probe.POINTS[label]["mm_image_weight"] for label in CANDIDATE_GRID
         ]
