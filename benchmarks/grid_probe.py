@@ -189,15 +189,15 @@ def summarise(results: Path, patterns: Iterable[str] = ("grid_probe_c*.json",)) 
     tests: dict[str, Runs] = {}  # row name -> test R@20 per (catalog, seed)
     for arm in PROBED_ARMS:
         mine = [r for r in chosen if r["arm"] == arm]
-        if len(mine) < 2:
-            continue
-        arm_runs = {(r["catalog"], r["seed"]) for r in mine}
-        _grid_row(lines, arm, "candidate", mine, CANDIDATE_GRID)
-        tests[arm] = _per_run(mine)
-        old = [r["test"][METRIC] for r in bench if r["arm"] == arm and (r["catalog"], r["seed"]) in arm_runs]
-        if len(old) > 1:
-            lines.append(f"| {arm} | benchmark | {len(old)} | {statistics.fmean(old):.4f} ± "
-                         f"{statistics.stdev(old):.4f} | | |")
+        if len(mine) > 1:  # the candidate grid's row, beside the benchmark's runs of the same seeds
+            arm_runs = {(r["catalog"], r["seed"]) for r in mine}
+            _grid_row(lines, arm, "candidate", mine, CANDIDATE_GRID)
+            tests[arm] = _per_run(mine)
+            old = [r["test"][METRIC] for r in bench
+                   if r["arm"] == arm and (r["catalog"], r["seed"]) in arm_runs]
+            if len(old) > 1:
+                lines.append(f"| {arm} | benchmark | {len(old)} | {statistics.fmean(old):.4f} ± "
+                             f"{statistics.stdev(old):.4f} | | |")
         for name, labels in TEXT_GRAPH_GRIDS.items():
             views = emulated_grid([r for r in rows if r["arm"] == arm], labels)
             if len(views) > 1:

@@ -157,3 +157,16 @@ def test_a_gain_compares_two_rows_over_the_runs_both_have() -> None:
     tests = {"a": {(7, 999): 0.1, (7, 1000): 0.1, (7, 1002): 0.5}, "b": {(7, 999): 0.1, (7, 1000): 0.1}}
     assert grid_probe._gain_lines(tests, [("a", "b", 0.05)]) == [
         "- a vs b: +0.0%, required ≥ +5% (NOT met; 2 runs)"]
+
+
+def test_an_arm_probed_only_on_the_views_graph_still_gets_its_rows(tmp_path: Path) -> None:
+    """CLIPER probed at the per-view graph's points alone (no fused-graph points) is summarised."""
+    from cliper import io
+
+    views = grid_probe.TEXT_GRAPH_GRIDS["views graph"]
+    rows = [{**_row(label, 0.05 + i / 100, 0.08 + i / 100, seed, PROBED_ARMS[1]), "point": {}}
+            for seed in (999, 1000) for i, label in enumerate(views)]
+    io.write_json(tmp_path / "grid_probe_c7.json", {"catalog": 7, "threads": 1, "rows": rows})
+    io.write_json(tmp_path / grid_probe.BENCHMARK_FILE, {"runs": [], "grids": {"freedom": {"knn_k": [10]}}})
+    text = grid_probe.summarise(tmp_path, ["grid_probe_c*.json"])
+    assert "| freedom+cliper(attention) | candidate, views graph | 2 | 0.1100 ± 0.0000 | 0.0800 |" in text
