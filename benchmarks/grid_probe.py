@@ -160,6 +160,7 @@ def read_rows(results: Path, patterns: Iterable[str]) -> list[dict[str, Any]]:
     files, since a grid would silently take one of them."""
     rows: list[dict[str, Any]] = []
     seen: dict[tuple[Any, ...], Path] = {}
+    patterns = [patterns] if isinstance(patterns, str) else patterns
     for path in sorted({f for pattern in patterns for f in results.glob(pattern)}):
         data = io.read_json(path)
         for row in data["rows"]:
