@@ -170,3 +170,27 @@ def test_an_arm_probed_only_on_the_views_graph_still_gets_its_rows(tmp_path: Pat
     io.write_json(tmp_path / grid_probe.BENCHMARK_FILE, {"runs": [], "grids": {"freedom": {"knn_k": [10]}}})
     text = grid_probe.summarise(tmp_path, ["grid_probe_c*.json"])
     assert "| freedom+cliper(attention) | candidate, views graph | 2 | 0.1100 ± 0.0000 | 0.0800 |" in text
+
+
+def test_an_eight_point_section_per_second_freedom_axis(tmp_path: Path) -> None:
+    """With n_ui_layers 3 points probed (and no knn_k 5), the 8-point section is over n_ui_layers [2, 3]."""
+    from cliper import io
+
+    layers = grid_probe.TEXT_GRAPH_GRIDS["views graph, n_ui_layers 3"]
+    views = grid_probe.TEXT_GRAPH_GRIDS["views graph"]
+    rows = []
+    for seed in (999, 1000):
+        for i in range(4):  # CLIPER: valid picks n_ui_layers 3 at weight 0.1 (test 0.12)
+            rows += [_row(CANDIDATE_GRID[i], 0.05, 0.06, seed), _row(layers[i], 0.04, 0.5, seed),
+                     _row(views[i], 0.05, 0.5, seed, PROBED_ARMS[1]),
+                     _row(layers[i], 0.09 if i == 0 else 0.04, 0.12 if i == 0 else 0.5, seed, PROBED_ARMS[1])]
+        rows += [_row(label, 0.07, 0.10, seed, grid_probe.BASELINE_ARM)
+                 for label in grid_probe.BASELINE_GRIDS]
+    io.write_json(tmp_path / "grid_probe_c7.json", {"catalog": 7, "threads": 1,
+                                                     "rows": [{**r, "point": {}} for r in rows]})
+    io.write_json(tmp_path / grid_probe.BENCHMARK_FILE, {"runs": [], "grids": {"freedom": {"knn_k": [10]}}})
+    text = grid_probe.summarise(tmp_path, ["grid_probe_c*.json"])
+    assert "FREEDOM: knn_k [5, 10]" not in text
+    section = text.split("## Every arm over 8 points (FREEDOM: n_ui_layers [2, 3] x image weight")[1]
+    assert "| freedom+cliper(attention) (8 points) | 0.1200 ± 0.0000 (0%, n=2) |" in section
+    assert "freedom+cliper(attention) vs lightgcn: +20.0%, required ≥ +5% (met; 2 runs)" in section
