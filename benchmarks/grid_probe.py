@@ -40,12 +40,25 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import torch  # noqa: E402
 from demo_experiments import cpu_model  # noqa: E402
-from demo_quality import ARMS, GRIDS, METRIC, TARGETS, run_arm  # noqa: E402
+from demo_quality import (  # noqa: E402
+    ARMS,
+    DIAGNOSIS,
+    GRIDS,
+    METRIC,
+    ORACLE_DIR,
+    TARGETS,
+    run_arm,
+    write_diagnosis_features,
+)
 
 from cliper import io  # noqa: E402
 from cliper.config import load_params  # noqa: E402
 
 PROBED_ARMS = ("freedom image+title", "freedom+cliper(attention)")
+# the ceiling: FREEDOM fed the demo's latent attributes (one-hot, demo_quality.write_diagnosis_features),
+# probed on request (--arms) at the per-view points (one view, so the same graph as the fused one)
+CEILING_ARM = "freedom oracle features"
+ARM_OVERRIDES = {**ARMS, CEILING_ARM: DIAGNOSIS[CEILING_ARM]}
 BASELINE_ARM = "lightgcn"
 IMAGE_WEIGHTS = (0.1, 0.3, 0.5, 0.7, 0.9)  # mm_image_weight, at knn_k 10
 OTHER_KNN_K = (5,)  # knn_k probed with the per-view graph besides 10
@@ -90,7 +103,7 @@ TEXT_GRAPH_GRIDS = {name: tuple(f"{name}, image weight {w}" for w in IMAGE_WEIGH
 
 def probe(point: dict[str, Any], arm: str, seed: int, work: Path) -> dict[str, Any]:
     """One arm at one FREEDOM point and seed through the real train stage."""
-    overrides = {**ARMS[arm], "train.compare_fusions": [], "train.backbones": {"freedom": point}}
+    overrides = {**ARM_OVERRIDES[arm], "train.compare_fusions": [], "train.backbones": {"freedom": point}}
     label = "-".join(f"{k}{v}" for k, v in point.items())
     return _metrics(run_arm(arm, overrides, seed, work / label))
 
@@ -117,7 +130,7 @@ def markdown(rows: list[dict[str, Any]], catalog: int, cpu_threads: int) -> str:
              "| point | arm | valid R@20 (mean) | per seed | test R@20 (mean) |",
              "| --- | --- | --- | --- | --- |"]
     for label in POINTS:
-        for arm in PROBED_ARMS:
+        for arm in (*PROBED_ARMS, CEILING_ARM):
             mine = [r for r in rows if r["label"] == label and r["arm"] == arm]
             if not mine:
                 continue
@@ -188,7 +201,7 @@ def summarise(results: Path, patterns: Iterable[str] = ("grid_probe_c*.json",)) 
              "| points chosen |",
              "| --- | --- | --- | --- | --- | --- |"]
     tests: dict[str, Runs] = {}  # row name -> test R@20 per (catalog, seed)
-    for arm in PROBED_ARMS:
+    for arm in (*PROBED_ARMS, CEILING_ARM):
         mine = [r for r in chosen if r["arm"] == arm]
         if len(mine) > 1:  # the candidate grid's row, beside the benchmark's runs of the same seeds
             arm_runs = {(r["catalog"], r["seed"]) for r in mine}
@@ -221,6 +234,7 @@ def summarise(results: Path, patterns: Iterable[str] = ("grid_probe_c*.json",)) 
     targets = [*TARGETS, *((f"{a}, {name}", b, need) for name in TEXT_GRAPH_GRIDS
                            for a, b, need in TARGETS if a == PROBED_ARMS[1])]
     lines += _gain_lines(tests, targets)
+    lines += _ceiling_lines(tests, f"{PROBED_ARMS[1]}, views graph", f"{CEILING_ARM}, views graph")
     eight_points = [line for variant in EIGHT_POINT_AXES for line in _eight_point_budget(rows, variant)]
     return "\n".join(lines + _per_catalog(tests) + eight_points) + "\n"
 
@@ -246,12 +260,36 @@ def _eight_point_budget(rows: list[dict[str, Any]], variant: str) -> list[str]:
     if len(runs[0]) < 2 or any(other != runs[0] for other in runs):
         return []
     tests = {arm: _per_run(mine) for arm, mine in chosen.items()}
+    # the oracle ceiling over CLIPER's 8 points, where it was probed (its runs need not be all of them)
+    ceiling = _per_run(emulated_grid([r for r in rows if r["arm"] == CEILING_ARM], grids[PROBED_ARMS[1]]))
+    if ceiling:
+        tests[CEILING_ARM] = ceiling
     n_layers = sorted({n for grid in BASELINE_GRIDS.values() for n in grid["n_layers"]})
     lines = ["", f"## Every arm over 8 points (FREEDOM: {EIGHT_POINT_AXES[variant]} x image weight, "
              f"per-view text graph for CLIPER; LightGCN: n_layers {n_layers} x reg_weight)", "",
              f"Gains in mean test R@20, pooled over {len(runs[0])} runs:", ""]
     per_catalog = _per_catalog({f"{arm} (8 points)": t for arm, t in tests.items()})
-    return lines + _gain_lines(tests, TARGETS) + per_catalog
+    return lines + _gain_lines(tests, TARGETS) + _ceiling_lines(tests, PROBED_ARMS[1], CEILING_ARM) + per_catalog
+
+
+def _ceiling_lines(tests: dict[str, Runs], cliper: str, ceiling: str) -> list[str]:
+    """Markdown lines, when the oracle ceiling was probed: its gain over LightGCN (what any features
+    could give this backbone and grid) and CLIPER's share of it, each over the runs both rows have."""
+    if ceiling not in tests:
+        return []
+    gains = [(f"{ceiling} vs {BASELINE_ARM}", _gain(tests, ceiling, BASELINE_ARM)),
+             (f"{cliper} vs {ceiling}", _gain(tests, cliper, ceiling))]
+    return ["", "The ceiling (FREEDOM fed the demo's latent attributes, one-hot, on the same points):", "",
+            *(f"- {name}: {gain:+.1%} ({n} runs)" for name, (gain, n) in gains if n > 1)]
+
+
+def _gain(tests: dict[str, Runs], a: str, b: str) -> tuple[float, int]:
+    """Row ``a``'s mean test R@20 over row ``b``'s, minus 1, over the runs both have (and their count)."""
+    common = sorted(tests.get(a, {}).keys() & tests.get(b, {}).keys())
+    if len(common) < 2:
+        return float("nan"), len(common)
+    mean_a, mean_b = (statistics.fmean(tests[name][r] for r in common) for name in (a, b))
+    return mean_a / mean_b - 1, len(common)
 
 
 def _per_run(chosen: list[dict[str, Any]]) -> Runs:
@@ -264,12 +302,10 @@ def _gain_lines(tests: dict[str, Runs], targets: Iterable[tuple[str, str, float]
     both of its rows have, never over two different sets; targets with fewer than 2 such runs are left out."""
     lines = []
     for a, b, required in targets:
-        common = sorted(tests.get(a, {}).keys() & tests.get(b, {}).keys())
-        if len(common) > 1:
-            mean_a, mean_b = (statistics.fmean(tests[name][r] for r in common) for name in (a, b))
-            gain = mean_a / mean_b - 1
+        gain, n = _gain(tests, a, b)
+        if n > 1:
             lines.append(f"- {a} vs {b}: {gain:+.1%}, required ≥ {required:+.0%} "
-                         f"({'met' if gain >= required else 'NOT met'}; {len(common)} runs)")
+                         f"({'met' if gain >= required else 'NOT met'}; {n} runs)")
     return lines
 
 
@@ -308,8 +344,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[999], help="train.seed values")
     parser.add_argument("--points", nargs="*", choices=list(POINTS), default=list(POINTS),
                         help="labels of POINTS to probe (default: all; none with --baseline alone)")
-    parser.add_argument("--arms", nargs="+", choices=PROBED_ARMS, default=list(PROBED_ARMS),
-                        help="arms to probe (default: both)")
+    parser.add_argument("--arms", nargs="+", choices=[*PROBED_ARMS, CEILING_ARM], default=list(PROBED_ARMS),
+                        help=f"arms to probe (default: the first two; '{CEILING_ARM}' is the oracle ceiling)")
     parser.add_argument("--baseline", action="store_true",
                         help="also train LightGCN over its grid once per seed (the summary's baseline)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (two probes fit 2 cores)")
@@ -331,6 +367,8 @@ def main() -> None:
     done = {(r["label"], r["arm"], r["seed"]) for r in rows}
 
     cpu = cpu_model()
+    if CEILING_ARM in args.arms and not (REPO / ORACLE_DIR).exists():
+        write_diagnosis_features(REPO)  # from this checkout's demo truth.json and ingested items
 
     def add(row: dict[str, Any]) -> None:  # saved after every run: resumable
         rows.append({**row, "cpu": cpu})
