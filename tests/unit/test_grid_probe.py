@@ -212,7 +212,8 @@ def test_the_oracle_ceiling_is_reported_over_cliper_s_points(tmp_path: Path) -> 
                      _row(knn5[i], 0.04, 0.5, seed, PROBED_ARMS[1]),
                      _row(views[i], 0.08 if i == 0 else 0.06, 0.11 if i == 0 else 0.5, seed, oracle),
                      _row(knn5[i], 0.09 if i == 2 else 0.07, 0.15 if i == 2 else 0.5, seed, oracle)]
-        rows += [_row(label, 0.07, 0.10, seed, grid_probe.BASELINE_ARM) for label in grid_probe.BASELINE_GRIDS]
+        rows += [_row(label, 0.07, 0.10, seed, grid_probe.BASELINE_ARM)
+                 for label in grid_probe.BASELINE_GRIDS]
     io.write_json(tmp_path / "grid_probe_c7.json", {"catalog": 7, "threads": 1,
                                                      "rows": [{**r, "point": {}} for r in rows]})
     io.write_json(tmp_path / grid_probe.BENCHMARK_FILE, {"runs": [], "grids": {"freedom": {"knn_k": [10]}}})
