@@ -11,6 +11,9 @@ Resumable: rows already in ``--out``'s JSON (same label, arm, seed) are skipped.
 
 The ``views graph`` points set FREEDOM's ``text_graph`` (one kNN graph per text view, plain or
 attention-weighted mean) instead of one graph of the fused text; ``--arms`` restricts the arms.
+``--arms "freedom oracle features"`` probes the ceiling: FREEDOM fed the demo's latent attributes
+(one-hot, :func:`demo_quality.write_diagnosis_features`, written on first use) at the same points;
+the summary then prints its gain over LightGCN and CLIPER's against it.
 
 ``--summarise`` reads every catalog's JSON and writes ``grid_probe.md``: the grid of
 :data:`CANDIDATE_GRID` (and of :data:`TEXT_GRAPH_GRIDS`) emulated from the single points
