@@ -10,8 +10,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-import grid_probe  # noqa: E402
-from grid_probe import CANDIDATE_GRID, PROBED_ARMS, emulated_grid  # noqa: E402
+import grid_points  # noqa: E402
+import grid_summary  # noqa: E402
+from grid_points import CANDIDATE_GRID, PROBED_ARMS  # noqa: E402
+from grid_summary import emulated_grid  # noqa: E402
 
 
 def _row(label: str, valid: float, test: float, seed: int = 999, arm: str = PROBED_ARMS[0]) -> dict:
@@ -39,27 +41,32 @@ def test_a_run_missing_a_grid_point_is_left_out() -> None:
 
 
 def test_every_candidate_point_is_a_probed_point() -> None:
-    assert set(CANDIDATE_GRID) <= set(grid_probe.POINTS)
+    assert set(CANDIDATE_GRID) <= set(grid_points.POINTS)
 
 
 def test_the_text_graph_grids_are_probed_points_with_their_text_graph() -> None:
-    expected = {"views graph": ("views", 10, 2), "attention views graph": ("attention_views", 10, 2)} | {
-        f"views graph, knn_k {k}": ("views", k, 2) for k in grid_probe.OTHER_KNN_K} | {
-        f"views graph, n_ui_layers {n}": ("views", 10, n) for n in grid_probe.OTHER_UI_LAYERS}
-    assert set(grid_probe.TEXT_GRAPH_GRIDS) == set(expected)
-    for name, labels in grid_probe.TEXT_GRAPH_GRIDS.items():
-        points = [grid_probe.POINTS[label] for label in labels]
-        shape = [(p["text_graph"], p["knn_k"], p.get("n_ui_layers", 2)) for p in points]
+    default = grid_points.DEFAULT_DROPOUT
+    expected = {"views graph": ("views", 10, 2, default),
+                "attention views graph": ("attention_views", 10, 2, default)} | {
+        f"views graph, knn_k {k}": ("views", k, 2, default) for k in grid_points.OTHER_KNN_K} | {
+        f"views graph, n_ui_layers {n}": ("views", 10, n, default) for n in grid_points.OTHER_UI_LAYERS} | {
+        f"views graph, dropout {d}": ("views", 10, 2, d) for d in grid_points.OTHER_DROPOUT}
+    assert set(grid_points.TEXT_GRAPH_GRIDS) == set(expected)
+    assert default == 0.8 and 0.8 not in grid_points.OTHER_DROPOUT  # freedom.yaml's, MMRec's default
+    for name, labels in grid_points.TEXT_GRAPH_GRIDS.items():
+        points = [grid_points.POINTS[label] for label in labels]
+        shape = [(p["text_graph"], p["knn_k"], p.get("n_ui_layers", 2), p.get("dropout", default))
+                 for p in points]
         assert shape == [expected[name]] * 4
-        assert [grid_probe.POINTS[label]["mm_image_weight"] for label in labels] == [
-            grid_probe.POINTS[label]["mm_image_weight"] for label in CANDIDATE_GRID
+        assert [grid_points.POINTS[label]["mm_image_weight"] for label in labels] == [
+            grid_points.POINTS[label]["mm_image_weight"] for label in CANDIDATE_GRID
         ]
 
 
 def test_summary_emulates_each_grid_and_prefers_the_baseline_trained_here(tmp_path: Path) -> None:
     from cliper import io
 
-    views = grid_probe.TEXT_GRAPH_GRIDS["views graph"]
+    views = grid_points.TEXT_GRAPH_GRIDS["views graph"]
     rows = []
     for seed in (999, 1000):
         for i, label in enumerate(CANDIDATE_GRID):
@@ -67,13 +74,13 @@ def test_summary_emulates_each_grid_and_prefers_the_baseline_trained_here(tmp_pa
             rows.append({**_row(label, 0.05, 0.07 + i / 100, seed, PROBED_ARMS[1]), "point": {}})
             rows.append({**_row(views[i], 0.09 if i == 1 else 0.05, 0.10 if i == 1 else 0.5, seed,
                                 PROBED_ARMS[1]), "point": {}})
-        rows.append({**_row(grid_probe.BASELINE_LABEL, 0.07, 0.09, seed, grid_probe.BASELINE_ARM)})
+        rows.append({**_row(grid_points.BASELINE_LABEL, 0.07, 0.09, seed, grid_points.BASELINE_ARM)})
     io.write_json(tmp_path / "grid_probe_xeon_c7.json", {"catalog": 7, "threads": 1, "rows": rows})
-    other_machine = [{"arm": grid_probe.BASELINE_ARM, "catalog": 7, "seed": s, "test": {"recall@20": 0.01}}
+    other_machine = [{"arm": grid_points.BASELINE_ARM, "catalog": 7, "seed": s, "test": {"recall@20": 0.01}}
                      for s in (999, 1000)]
     grids = {"freedom": {"knn_k": [10]}, "lightgcn": {"n_layers": [1]}}
-    io.write_json(tmp_path / grid_probe.BENCHMARK_FILE, {"runs": other_machine, "grids": grids})
-    text = grid_probe.summarise(tmp_path, ["grid_probe_xeon_c*.json"])
+    io.write_json(tmp_path / grid_points.BENCHMARK_FILE, {"runs": other_machine, "grids": grids})
+    text = grid_summary.summarise(tmp_path, ["grid_probe_xeon_c*.json"])
     # fused CLIPER: ties on valid -> the first point (test 0.07); views graph: valid picks weight 0.3
     assert "| freedom+cliper(attention) | candidate | 2 | 0.0700 ± 0.0000 |" in text
     assert "| freedom+cliper(attention) | candidate, views graph | 2 | 0.1000 ± 0.0000 | 0.0900 |" in text
@@ -86,9 +93,9 @@ def test_the_eight_point_budget_chooses_over_both_grids_per_arm(tmp_path: Path) 
     """Each arm's 8 points are its 4-point grid plus knn_k 5 (LightGCN: its two grids), best valid."""
     from cliper import io
 
-    knn5 = grid_probe.TEXT_GRAPH_GRIDS["views graph, knn_k 5"]
-    views = grid_probe.TEXT_GRAPH_GRIDS["views graph"]
-    deeper = [label for label in grid_probe.BASELINE_GRIDS if label != grid_probe.BASELINE_LABEL]
+    knn5 = grid_points.TEXT_GRAPH_GRIDS["views graph, knn_k 5"]
+    views = grid_points.TEXT_GRAPH_GRIDS["views graph"]
+    deeper = [label for label in grid_points.BASELINE_GRIDS if label != grid_points.BASELINE_LABEL]
     rows = []
     for seed in (999, 1000):
         for i in range(4):  # valid picks knn_k 5 at weight 0.3 for image + title, knn_k 10 for CLIPER
@@ -96,12 +103,12 @@ def test_the_eight_point_budget_chooses_over_both_grids_per_arm(tmp_path: Path) 
                      _row(knn5[i], 0.09 if i == 1 else 0.04, 0.08 if i == 1 else 0.5, seed),
                      _row(views[i], 0.09 if i == 2 else 0.05, 0.10 if i == 2 else 0.5, seed, PROBED_ARMS[1]),
                      _row(knn5[i], 0.06, 0.5, seed, PROBED_ARMS[1])]
-        rows += [_row(grid_probe.BASELINE_LABEL, 0.07, 0.09, seed, grid_probe.BASELINE_ARM),
-                 _row(deeper[0], 0.08, 0.095 if seed == 999 else 0.105, seed, grid_probe.BASELINE_ARM)]
+        rows += [_row(grid_points.BASELINE_LABEL, 0.07, 0.09, seed, grid_points.BASELINE_ARM),
+                 _row(deeper[0], 0.08, 0.095 if seed == 999 else 0.105, seed, grid_points.BASELINE_ARM)]
     rows = [{**r, "point": {}} for r in rows]
     io.write_json(tmp_path / "grid_probe_xeon_c7.json", {"catalog": 7, "threads": 1, "rows": rows})
-    io.write_json(tmp_path / grid_probe.BENCHMARK_FILE, {"runs": [], "grids": {"freedom": {"knn_k": [10]}}})
-    text = grid_probe.summarise(tmp_path, ["grid_probe_xeon_c*.json"])
+    io.write_json(tmp_path / grid_points.BENCHMARK_FILE, {"runs": [], "grids": {"freedom": {"knn_k": [10]}}})
+    text = grid_summary.summarise(tmp_path, ["grid_probe_xeon_c*.json"])
     section = text.split("## Every arm over 8 points")[1]
     assert "| freedom image+title (8 points) | 0.0800 ± 0.0000 (0%, n=2) |" in section
     assert "| freedom+cliper(attention) (8 points) | 0.1000 ± 0.0000 (0%, n=2) |" in section
@@ -116,8 +123,8 @@ def test_no_eight_point_section_without_every_arms_runs(tmp_path: Path) -> None:
     rows = [{**_row(label, 0.05, 0.06, seed), "point": {}}
             for seed in (999, 1000) for label in CANDIDATE_GRID]
     io.write_json(tmp_path / "grid_probe_xeon_c7.json", {"catalog": 7, "threads": 1, "rows": rows})
-    io.write_json(tmp_path / grid_probe.BENCHMARK_FILE, {"runs": [], "grids": {"freedom": {"knn_k": [10]}}})
-    assert "8 points" not in grid_probe.summarise(tmp_path, ["grid_probe_xeon_c*.json"])
+    io.write_json(tmp_path / grid_points.BENCHMARK_FILE, {"runs": [], "grids": {"freedom": {"knn_k": [10]}}})
+    assert "8 points" not in grid_summary.summarise(tmp_path, ["grid_probe_xeon_c*.json"])
 
 
 def test_the_summary_says_which_cpu_ran_which_seeds(tmp_path: Path) -> None:
@@ -128,8 +135,8 @@ def test_the_summary_says_which_cpu_ran_which_seeds(tmp_path: Path) -> None:
             for seed, cpu in ((999, "Intel Xeon"), (1002, "AMD EPYC")) for label in CANDIDATE_GRID]
     rows.append({**_row(CANDIDATE_GRID[0], 0.05, 0.06, 1003), "point": {}})  # written before cpu was kept
     io.write_json(tmp_path / "grid_probe_c7.json", {"catalog": 7, "threads": 1, "rows": rows})
-    io.write_json(tmp_path / grid_probe.BENCHMARK_FILE, {"runs": [], "grids": {"freedom": {"knn_k": [10]}}})
-    text = grid_probe.summarise(tmp_path, ["grid_probe_c*.json"])
+    io.write_json(tmp_path / grid_points.BENCHMARK_FILE, {"runs": [], "grids": {"freedom": {"knn_k": [10]}}})
+    text = grid_summary.summarise(tmp_path, ["grid_probe_c*.json"])
     expected = "AMD EPYC: 7 [1002]; Intel Xeon: 7 [999]; unrecorded: 7 [1003]."
     assert f"Machines (CPU model: catalog seeds): {expected}" in text
 
@@ -145,17 +152,17 @@ def test_one_machines_rerun_of_a_seed_is_not_pooled_silently(tmp_path: Path) -> 
 
     write("grid_probe_xeon_c7.json", 999)
     write("grid_probe_epyc_c7.json", 1002)
-    io.write_json(tmp_path / grid_probe.BENCHMARK_FILE, {"runs": [], "grids": {"freedom": {"knn_k": [10]}}})
-    assert len(grid_probe.read_rows(tmp_path, ["grid_probe_xeon_c*.json", "grid_probe_epyc_c*.json"])) == 8
+    io.write_json(tmp_path / grid_points.BENCHMARK_FILE, {"runs": [], "grids": {"freedom": {"knn_k": [10]}}})
+    assert len(grid_summary.read_rows(tmp_path, ["grid_probe_xeon_c*.json", "grid_probe_epyc_c*.json"])) == 8
     write("grid_probe_rerun_c7.json", 999)
     with pytest.raises(SystemExit, match="grid_probe_xeon_c7.json"):
-        grid_probe.summarise(tmp_path, ["grid_probe_*_c7.json"])
+        grid_summary.summarise(tmp_path, ["grid_probe_*_c7.json"])
 
 
 def test_a_gain_compares_two_rows_over_the_runs_both_have() -> None:
     """A row with an extra (catalog, seed) run does not pool it against a row without it."""
     tests = {"a": {(7, 999): 0.1, (7, 1000): 0.1, (7, 1002): 0.5}, "b": {(7, 999): 0.1, (7, 1000): 0.1}}
-    assert grid_probe._gain_lines(tests, [("a", "b", 0.05)]) == [
+    assert grid_summary._gain_lines(tests, [("a", "b", 0.05)]) == [
         "- a vs b: +0.0%, required ≥ +5% (NOT met; 2 runs)"]
 
 
@@ -163,12 +170,12 @@ def test_an_arm_probed_only_on_the_views_graph_still_gets_its_rows(tmp_path: Pat
     """CLIPER probed at the per-view graph's points alone (no fused-graph points) is summarised."""
     from cliper import io
 
-    views = grid_probe.TEXT_GRAPH_GRIDS["views graph"]
+    views = grid_points.TEXT_GRAPH_GRIDS["views graph"]
     rows = [{**_row(label, 0.05 + i / 100, 0.08 + i / 100, seed, PROBED_ARMS[1]), "point": {}}
             for seed in (999, 1000) for i, label in enumerate(views)]
     io.write_json(tmp_path / "grid_probe_c7.json", {"catalog": 7, "threads": 1, "rows": rows})
-    io.write_json(tmp_path / grid_probe.BENCHMARK_FILE, {"runs": [], "grids": {"freedom": {"knn_k": [10]}}})
-    text = grid_probe.summarise(tmp_path, ["grid_probe_c*.json"])
+    io.write_json(tmp_path / grid_points.BENCHMARK_FILE, {"runs": [], "grids": {"freedom": {"knn_k": [10]}}})
+    text = grid_summary.summarise(tmp_path, ["grid_probe_c*.json"])
     assert "| freedom+cliper(attention) | candidate, views graph | 2 | 0.1100 ± 0.0000 | 0.0800 |" in text
 
 
@@ -176,20 +183,20 @@ def test_an_eight_point_section_per_second_freedom_axis(tmp_path: Path) -> None:
     """With n_ui_layers 3 points probed (and no knn_k 5), the 8-point section is over n_ui_layers [2, 3]."""
     from cliper import io
 
-    layers = grid_probe.TEXT_GRAPH_GRIDS["views graph, n_ui_layers 3"]
-    views = grid_probe.TEXT_GRAPH_GRIDS["views graph"]
+    layers = grid_points.TEXT_GRAPH_GRIDS["views graph, n_ui_layers 3"]
+    views = grid_points.TEXT_GRAPH_GRIDS["views graph"]
     rows = []
     for seed in (999, 1000):
         for i in range(4):  # CLIPER: valid picks n_ui_layers 3 at weight 0.1 (test 0.12)
             rows += [_row(CANDIDATE_GRID[i], 0.05, 0.06, seed), _row(layers[i], 0.04, 0.5, seed),
                      _row(views[i], 0.05, 0.5, seed, PROBED_ARMS[1]),
                      _row(layers[i], 0.09 if i == 0 else 0.04, 0.12 if i == 0 else 0.5, seed, PROBED_ARMS[1])]
-        rows += [_row(label, 0.07, 0.10, seed, grid_probe.BASELINE_ARM)
-                 for label in grid_probe.BASELINE_GRIDS]
+        rows += [_row(label, 0.07, 0.10, seed, grid_points.BASELINE_ARM)
+                 for label in grid_points.BASELINE_GRIDS]
     io.write_json(tmp_path / "grid_probe_c7.json", {"catalog": 7, "threads": 1,
                                                      "rows": [{**r, "point": {}} for r in rows]})
-    io.write_json(tmp_path / grid_probe.BENCHMARK_FILE, {"runs": [], "grids": {"freedom": {"knn_k": [10]}}})
-    text = grid_probe.summarise(tmp_path, ["grid_probe_c*.json"])
+    io.write_json(tmp_path / grid_points.BENCHMARK_FILE, {"runs": [], "grids": {"freedom": {"knn_k": [10]}}})
+    text = grid_summary.summarise(tmp_path, ["grid_probe_c*.json"])
     assert "FREEDOM: knn_k [5, 10]" not in text
     section = text.split("## Every arm over 8 points (FREEDOM: n_ui_layers [2, 3] x image weight")[1]
     assert "| freedom+cliper(attention) (8 points) | 0.1200 ± 0.0000 (0%, n=2) |" in section
@@ -201,9 +208,9 @@ def test_the_oracle_ceiling_is_reported_over_cliper_s_points(tmp_path: Path) -> 
     share of it are printed, in the 4-point section over the per-view graph's 4 points."""
     from cliper import io
 
-    knn5 = grid_probe.TEXT_GRAPH_GRIDS["views graph, knn_k 5"]
-    views = grid_probe.TEXT_GRAPH_GRIDS["views graph"]
-    oracle = grid_probe.CEILING_ARM
+    knn5 = grid_points.TEXT_GRAPH_GRIDS["views graph, knn_k 5"]
+    views = grid_points.TEXT_GRAPH_GRIDS["views graph"]
+    oracle = grid_points.CEILING_ARM
     rows = []
     for seed in (999, 1000):
         for i in range(4):  # the oracle: valid picks knn_k 5 at weight 0.5 (test 0.15), else 0.11 / 0.5
@@ -212,15 +219,42 @@ def test_the_oracle_ceiling_is_reported_over_cliper_s_points(tmp_path: Path) -> 
                      _row(knn5[i], 0.04, 0.5, seed, PROBED_ARMS[1]),
                      _row(views[i], 0.08 if i == 0 else 0.06, 0.11 if i == 0 else 0.5, seed, oracle),
                      _row(knn5[i], 0.09 if i == 2 else 0.07, 0.15 if i == 2 else 0.5, seed, oracle)]
-        rows += [_row(label, 0.07, 0.10, seed, grid_probe.BASELINE_ARM)
-                 for label in grid_probe.BASELINE_GRIDS]
+        rows += [_row(label, 0.07, 0.10, seed, grid_points.BASELINE_ARM)
+                 for label in grid_points.BASELINE_GRIDS]
     io.write_json(tmp_path / "grid_probe_c7.json", {"catalog": 7, "threads": 1,
                                                      "rows": [{**r, "point": {}} for r in rows]})
-    io.write_json(tmp_path / grid_probe.BENCHMARK_FILE, {"runs": [], "grids": {"freedom": {"knn_k": [10]}}})
-    four, eight = grid_probe.summarise(tmp_path, ["grid_probe_c*.json"]).split("## Every arm over 8 points")
+    io.write_json(tmp_path / grid_points.BENCHMARK_FILE, {"runs": [], "grids": {"freedom": {"knn_k": [10]}}})
+    four, eight = grid_summary.summarise(tmp_path, ["grid_probe_c*.json"]).split("## Every arm over 8 points")
     assert "| freedom oracle features, views graph | 0.1100 ± 0.0000 (0%, n=2) |" in four
     assert f"- {oracle}, views graph vs lightgcn: +10.0% (2 runs)" in four
     assert f"- freedom+cliper(attention), views graph vs {oracle}, views graph: -27.3% (2 runs)" in four
     assert f"| {oracle} (8 points) | 0.1500 ± 0.0000 (0%, n=2) |" in eight
     assert f"- {oracle} vs lightgcn: +50.0% (2 runs)" in eight
     assert f"- freedom+cliper(attention) vs {oracle}: -46.7% (2 runs)" in eight
+
+
+def test_an_eight_point_section_over_freedom_s_dropout(tmp_path: Path) -> None:
+    """With dropout 0.5 points probed, an 8-point section is over dropout [0.8, 0.5]: each FREEDOM arm
+    chooses on valid over its 4 default-dropout points and the 4 dropout 0.5 points."""
+    from cliper import io
+
+    kept = grid_points.TEXT_GRAPH_GRIDS["views graph, dropout 0.5"]
+    views = grid_points.TEXT_GRAPH_GRIDS["views graph"]
+    rows = []
+    for seed in (999, 1000):
+        for i in range(4):  # CLIPER: valid picks dropout 0.5 at weight 0.5 (test 0.13); image + title: 0.8
+            rows += [_row(CANDIDATE_GRID[i], 0.06 if i == 3 else 0.05, 0.09 if i == 3 else 0.5, seed),
+                     _row(kept[i], 0.04, 0.5, seed),
+                     _row(views[i], 0.05, 0.5, seed, PROBED_ARMS[1]),
+                     _row(kept[i], 0.09 if i == 2 else 0.04, 0.13 if i == 2 else 0.5, seed, PROBED_ARMS[1])]
+        rows += [_row(label, 0.07, 0.10, seed, grid_points.BASELINE_ARM)
+                 for label in grid_points.BASELINE_GRIDS]
+    io.write_json(tmp_path / "grid_probe_c7.json", {"catalog": 7, "threads": 1,
+                                                     "rows": [{**r, "point": {}} for r in rows]})
+    io.write_json(tmp_path / grid_points.BENCHMARK_FILE, {"runs": [], "grids": {"freedom": {"knn_k": [10]}}})
+    text = grid_summary.summarise(tmp_path, ["grid_probe_c*.json"])
+    assert "| freedom+cliper(attention) | candidate, views graph, dropout 0.5 | 2 | 0.1300 ± 0.0000 |" in text
+    section = text.split("## Every arm over 8 points (FREEDOM: dropout [0.8, 0.5] x image weight")[1]
+    assert "| freedom+cliper(attention) (8 points) | 0.1300 ± 0.0000 (0%, n=2) |" in section
+    assert "| freedom image+title (8 points) | 0.0900 ± 0.0000 (0%, n=2) |" in section
+    assert "freedom+cliper(attention) vs lightgcn: +30.0%, required ≥ +5% (met; 2 runs)" in section
