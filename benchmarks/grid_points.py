@@ -19,7 +19,7 @@ IMAGE_WEIGHTS = (0.1, 0.3, 0.5, 0.7, 0.9)  # mm_image_weight, at knn_k 10
 OTHER_KNN_K = (5,)  # knn_k probed with the per-view graph besides 10
 OTHER_UI_LAYERS = (3,)  # FREEDOM's user-item LightGCN layers probed besides 2 (LightGCN's valid wants 3-4)
 DEFAULT_DROPOUT = default_config("freedom")["dropout"]  # the share of user-item edges pruned each epoch
-OTHER_DROPOUT = (0.5, 0.2)  # ... probed below MMRec's grid [0.8, 0.9]: more of the user-item graph kept
+OTHER_DROPOUT = (0.5,)  # ... probed below MMRec's grid [0.8, 0.9]: more of the user-item graph kept
 # label -> FREEDOM params at that point; the rest are cliper/models/configs/freedom.yaml's defaults
 # (text_graph: fused, whatever params.yaml sets: a point replaces train.backbones.freedom)
 POINTS: dict[str, dict[str, Any]] = {
