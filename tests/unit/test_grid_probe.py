@@ -20,6 +20,18 @@ def _row(label: str, valid: float, test: float, seed: int = 999, arm: str = PROB
     return {"catalog": 7, "arm": arm, "seed": seed, "label": label, "valid": valid, "test": test}
 
 
+def _summarise_with_lightgcn(tmp_path: Path, rows: list[dict]) -> str:
+    """The summary of ``rows`` (catalog 7, seeds 999 and 1000) beside LightGCN's grids at 0.10 each."""
+    from cliper import io
+
+    rows = rows + [_row(label, 0.07, 0.10, seed, grid_points.BASELINE_ARM)
+                   for seed in (999, 1000) for label in grid_points.BASELINE_GRIDS]
+    io.write_json(tmp_path / "grid_probe_c7.json", {"catalog": 7, "threads": 1,
+                                                     "rows": [{**r, "point": {}} for r in rows]})
+    io.write_json(tmp_path / grid_points.BENCHMARK_FILE, {"runs": [], "grids": {"freedom": {"knn_k": [10]}}})
+    return grid_summary.summarise(tmp_path, ["grid_probe_c*.json"])
+
+
 def test_the_best_valid_point_is_chosen_and_test_never_chooses() -> None:
     valids = [0.05, 0.09, 0.07, 0.06]
     tests = [0.20, 0.01, 0.30, 0.40]  # test would pick another point
@@ -181,7 +193,6 @@ def test_an_arm_probed_only_on_the_views_graph_still_gets_its_rows(tmp_path: Pat
 
 def test_an_eight_point_section_per_second_freedom_axis(tmp_path: Path) -> None:
     """With n_ui_layers 3 points probed (and no knn_k 5), the 8-point section is over n_ui_layers [2, 3]."""
-    from cliper import io
 
     layers = grid_points.TEXT_GRAPH_GRIDS["views graph, n_ui_layers 3"]
     views = grid_points.TEXT_GRAPH_GRIDS["views graph"]
@@ -191,12 +202,7 @@ def test_an_eight_point_section_per_second_freedom_axis(tmp_path: Path) -> None:
             rows += [_row(CANDIDATE_GRID[i], 0.05, 0.06, seed), _row(layers[i], 0.04, 0.5, seed),
                      _row(views[i], 0.05, 0.5, seed, PROBED_ARMS[1]),
                      _row(layers[i], 0.09 if i == 0 else 0.04, 0.12 if i == 0 else 0.5, seed, PROBED_ARMS[1])]
-        rows += [_row(label, 0.07, 0.10, seed, grid_points.BASELINE_ARM)
-                 for label in grid_points.BASELINE_GRIDS]
-    io.write_json(tmp_path / "grid_probe_c7.json", {"catalog": 7, "threads": 1,
-                                                     "rows": [{**r, "point": {}} for r in rows]})
-    io.write_json(tmp_path / grid_points.BENCHMARK_FILE, {"runs": [], "grids": {"freedom": {"knn_k": [10]}}})
-    text = grid_summary.summarise(tmp_path, ["grid_probe_c*.json"])
+    text = _summarise_with_lightgcn(tmp_path, rows)
     assert "FREEDOM: knn_k [5, 10]" not in text
     section = text.split("## Every arm over 8 points (FREEDOM: n_ui_layers [2, 3] x image weight")[1]
     assert "| freedom+cliper(attention) (8 points) | 0.1200 ± 0.0000 (0%, n=2) |" in section
@@ -236,7 +242,6 @@ def test_the_oracle_ceiling_is_reported_over_cliper_s_points(tmp_path: Path) -> 
 def test_an_eight_point_section_over_freedom_s_dropout(tmp_path: Path) -> None:
     """With dropout 0.5 points probed, an 8-point section is over dropout [0.8, 0.5]: each FREEDOM arm
     chooses on valid over its 4 default-dropout points and the 4 dropout 0.5 points."""
-    from cliper import io
 
     kept = grid_points.TEXT_GRAPH_GRIDS["views graph, dropout 0.5"]
     views = grid_points.TEXT_GRAPH_GRIDS["views graph"]
@@ -247,12 +252,7 @@ def test_an_eight_point_section_over_freedom_s_dropout(tmp_path: Path) -> None:
                      _row(kept[i], 0.04, 0.5, seed),
                      _row(views[i], 0.05, 0.5, seed, PROBED_ARMS[1]),
                      _row(kept[i], 0.09 if i == 2 else 0.04, 0.13 if i == 2 else 0.5, seed, PROBED_ARMS[1])]
-        rows += [_row(label, 0.07, 0.10, seed, grid_points.BASELINE_ARM)
-                 for label in grid_points.BASELINE_GRIDS]
-    io.write_json(tmp_path / "grid_probe_c7.json", {"catalog": 7, "threads": 1,
-                                                     "rows": [{**r, "point": {}} for r in rows]})
-    io.write_json(tmp_path / grid_points.BENCHMARK_FILE, {"runs": [], "grids": {"freedom": {"knn_k": [10]}}})
-    text = grid_summary.summarise(tmp_path, ["grid_probe_c*.json"])
+    text = _summarise_with_lightgcn(tmp_path, rows)
     assert "| freedom+cliper(attention) | candidate, views graph, dropout 0.5 | 2 | 0.1300 ± 0.0000 |" in text
     section = text.split("## Every arm over 8 points (FREEDOM: dropout [0.8, 0.5] x image weight")[1]
     assert "| freedom+cliper(attention) (8 points) | 0.1300 ± 0.0000 (0%, n=2) |" in section
