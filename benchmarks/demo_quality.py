@@ -58,7 +58,9 @@ MAX_REL_SD = 0.10  # sd across seeds at most 10% of the mean, every arm
 # FREEDOM: CLIPER's image weight at knn_k 10 with a text graph per view (params.yaml's default
 # grid; benchmarks/grid_probe.py chose it); dropout x reg_weight chose worse on valid-selected
 # test R@20 for the image + title arm (0.061 vs 0.089, seed 999).
-# LightGCN: MMRec's n_layers go to 4; valid picks 3-4 layers when offered them (grid_probe.py
+# dropout 0.5 (below MMRec's [0.8, 0.9]): valid prefers it for both FREEDOM arms, but as an 8-point
+# grid with 0.8 CLIPER stays at the 8-point LightGCN's level (benchmarks/results/grid_probe_dropout.md).
+# LightGCN: MMRec's n_layers go to 4; valid picks 3-4 layers when offered them (grid_points.py
 # BASELINE_GRIDS, the 8-point section of benchmarks/results/grid_probe_xeon_text_graph.md).
 GRIDS: dict[str, dict[str, list[Any]]] = {
     "freedom": {"knn_k": [10], "mm_image_weight": [0.1, 0.3, 0.5, 0.7], "text_graph": ["views"]},
