@@ -126,8 +126,6 @@ def summarise(results: Path, patterns: Iterable[str] = ("grid_probe_c*.json",)) 
     return "\n".join(lines + _per_catalog(tests) + eight_points) + "\n"
 
 
-
-
 def _eight_point_budget(rows: list[dict[str, Any]], variant: str) -> list[str]:
     """Markdown lines: every arm over 8 points (FREEDOM: its 4-point grid plus the 4 points of the
     ``variant`` of :data:`EIGHT_POINT_AXES`; LightGCN :data:`BASELINE_GRIDS`), emulated, with the pooled

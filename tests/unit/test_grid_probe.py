@@ -212,8 +212,6 @@ def test_an_eight_point_section_per_second_freedom_axis(tmp_path: Path) -> None:
 def test_the_oracle_ceiling_is_reported_over_cliper_s_points(tmp_path: Path) -> None:
     """The oracle arm is chosen on valid over CLIPER's 8 points; its gain over LightGCN and CLIPER's
     share of it are printed, in the 4-point section over the per-view graph's 4 points."""
-    from cliper import io
-
     knn5 = grid_points.TEXT_GRAPH_GRIDS["views graph, knn_k 5"]
     views = grid_points.TEXT_GRAPH_GRIDS["views graph"]
     oracle = grid_points.CEILING_ARM
@@ -225,12 +223,7 @@ def test_the_oracle_ceiling_is_reported_over_cliper_s_points(tmp_path: Path) -> 
                      _row(knn5[i], 0.04, 0.5, seed, PROBED_ARMS[1]),
                      _row(views[i], 0.08 if i == 0 else 0.06, 0.11 if i == 0 else 0.5, seed, oracle),
                      _row(knn5[i], 0.09 if i == 2 else 0.07, 0.15 if i == 2 else 0.5, seed, oracle)]
-        rows += [_row(label, 0.07, 0.10, seed, grid_points.BASELINE_ARM)
-                 for label in grid_points.BASELINE_GRIDS]
-    io.write_json(tmp_path / "grid_probe_c7.json", {"catalog": 7, "threads": 1,
-                                                     "rows": [{**r, "point": {}} for r in rows]})
-    io.write_json(tmp_path / grid_points.BENCHMARK_FILE, {"runs": [], "grids": {"freedom": {"knn_k": [10]}}})
-    four, eight = grid_summary.summarise(tmp_path, ["grid_probe_c*.json"]).split("## Every arm over 8 points")
+    four, eight = _summarise_with_lightgcn(tmp_path, rows).split("## Every arm over 8 points")
     assert "| freedom oracle features, views graph | 0.1100 ± 0.0000 (0%, n=2) |" in four
     assert f"- {oracle}, views graph vs lightgcn: +10.0% (2 runs)" in four
     assert f"- freedom+cliper(attention), views graph vs {oracle}, views graph: -27.3% (2 runs)" in four
