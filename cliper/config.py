@@ -163,6 +163,11 @@ class TrainConfig:
     out_dir: str = "models/recommender"
     reports_dir: str = "reports/train"
     cache_dir: str = ".cache/cliper/train"  # per-run checkpoints (resume after a kill)
+    # Seconds between checkpoints (0 = every epoch); a kill loses at most this much training.
+    checkpoint_every_s: float = field(default=30.0, metadata={"ge": 0})
+    # Grid points (then compared fusions) trained side by side in this many processes, each with
+    # 1/workers of the torch threads; 1 = one after another in this process (cliper/stages/train_workers.py).
+    workers: int = field(default=1, metadata={"ge": 1})
     distributed: DistributedConfig = field(default_factory=DistributedConfig)  # torchrun / DDP
     # Fusions retrained at the chosen grid point for the view report (cliper/fusion_comparison.py).
     compare_fusions: list[str] = field(default_factory=list)

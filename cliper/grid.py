@@ -62,8 +62,13 @@ def expand_grid(overrides: dict[str, Any]) -> list[dict[str, Any]]:
 def checkpoint_dir(
     cache_dir: str | Path, cache_key: Any, point: dict[str, Any], settings: TrainSettings
 ) -> Path:
-    """``<cache_dir>/<hash of cache_key + point + settings>`` (progress display excluded)."""
+    """``<cache_dir>/<hash of cache_key + point + settings>``.
+
+    Progress display and checkpoint spacing change no result, so they are left out (a run resumes
+    whatever they are set to; folders keep the names they had before ``checkpoint_every_s`` existed).
+    """
     fixed = {**settings.__dict__, "progress": None, "trainer_version": TRAINER_VERSION}
+    del fixed["checkpoint_every_s"]
     return Path(cache_dir) / config_hash(cache_key, point, fixed)
 
 

@@ -13,9 +13,9 @@ MMRec compares the valid metric rounded to 4 decimals (its evaluator rounds ever
 Adam gets ``weight_decay`` (MMRec's ``weight_decay``, 0 by default).
 
 Fixes over MMRec: a hyper-parameter grid is chosen by valid, never by test (:func:`cliper.grid.grid_search`);
-every epoch ends with an atomic checkpoint (model, optimiser, all RNG states, epoch, best so
-far, history), so a killed run restarted with the same inputs resumes and ends with the same
-metrics as an uninterrupted one.
+epochs end with an atomic checkpoint (model, optimiser, all RNG states, epoch, best so far,
+history; at most every ``checkpoint_every_s`` seconds, and always at the end), so a killed run
+restarted with the same inputs resumes and ends with the same metrics as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -74,6 +74,9 @@ class TrainSettings:
     # torchrun / DDP (cliper.distributed); world_size is part of the checkpoint hash
     distributed: DistributedConfig = DistributedConfig()
     world_size: int = 1
+    # Seconds between checkpoints (0: after every epoch). The last epoch and a stop_after return
+    # always write one; a kill loses at most this much training, and resuming replays it exactly.
+    checkpoint_every_s: float = 0.0
 
 
 @dataclass
@@ -279,13 +282,14 @@ class Trainer:
                 f"evaluate.valid_metric '{s.valid_metric}' is not computed for topk {list(s.topk)}"
             )
         self.load_checkpoint()
-        done_here = 0
+        done_here, saved_at = 0, time.monotonic()
         bar = tqdm(
             total=s.epochs, initial=self.state.epoch, desc="train", unit="epoch", disable=not s.progress
         )
         while not self.state.finished and self.state.epoch < s.epochs:
             if stop_after is not None and done_here >= stop_after:
                 bar.close()
+                self.save_checkpoint()
                 return self.state
             epoch, started = self.state.epoch, time.perf_counter()
             loss = self.train_epoch()
@@ -304,7 +308,9 @@ class Trainer:
             self.state.history.append(record)
             self.state.epoch = epoch + 1
             self.state.finished = self.state.finished or self.state.epoch >= s.epochs
-            self.save_checkpoint()
+            if self.state.finished or time.monotonic() - saved_at >= s.checkpoint_every_s:
+                self.save_checkpoint()
+                saved_at = time.monotonic()
             done_here += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", best=f"{self.state.best_score:.4f}")

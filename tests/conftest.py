@@ -24,7 +24,8 @@ TINY_OVERRIDES: dict[str, dict] = {
     "demo": {"n_items": 120, "n_users": 200, "image_size": 48},
     "validate": {"min_image_size": 32},
     "clip": {"adapt": {"epochs": 1, "batch_size": 32}, "extract": {"batch_size": 32, "num_workers": 0}},
-    "train": {"epochs": 3, "patience": 2, "batch_size": 512},
+    # one process, a checkpoint after every epoch: the kill-and-resume tests watch them appear
+    "train": {"epochs": 3, "patience": 2, "batch_size": 512, "workers": 1, "checkpoint_every_s": 0},
 }
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")

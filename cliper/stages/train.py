@@ -23,16 +23,16 @@ import numpy as np
 import pandas as pd
 
 from cliper import distributed, io, plots
-from cliper.config import Params, TrainConfig, to_dict
+from cliper.config import FusionConfig, Params, TrainConfig, to_dict
 from cliper.errors import CliperError
-from cliper.evaluate import Splits
+from cliper.evaluate import EvalTarget, Splits
 from cliper.features import load_features
 from cliper.fusion import build_fusion, list_fusions
 from cliper.fusion_comparison import TrainData, compared_fusions, save_compared, train_compared
 from cliper.graphs import configure_cache
-from cliper.grid import TRAINER_GRID_KEYS, expand_grid, grid_search, split_point
+from cliper.grid import TRAINER_GRID_KEYS, GridResult, expand_grid, grid_search, split_point
 from cliper.models import Features, InteractionData, build_model, get_model_class, resolve_config
-from cliper.stages import StageResult
+from cliper.stages import StageResult, train_workers
 from cliper.train import TrainSettings
 
 logger = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ def settings_from(params: Params) -> TrainSettings:
         progress=t.progress,
         distributed=t.distributed,
         world_size=distributed.world_size(t.distributed),
+        checkpoint_every_s=t.checkpoint_every_s,
     )
 
 
@@ -224,36 +225,61 @@ def run(params: Params, root: Path) -> StageResult:
         distributed.finish()
 
 
-def _run(params: Params, root: Path) -> StageResult:
+@dataclass(frozen=True)
+class GridContext:
+    """The checked inputs, trainer settings and checkpoint cache of one train-stage run."""
+
+    inputs: TrainInputs
+    settings: TrainSettings
+    valid: EvalTarget
+    test: EvalTarget
+    cache_dir: Path
+    cache_key: dict[str, Any]  # part of every checkpoint folder's hash (cliper.grid.checkpoint_dir)
+
+
+def grid_context(params: Params, root: Path) -> GridContext:
+    """Load and check the inputs; point the kNN-graph cache at ``train.cache_dir``."""
     t = params.train
     configure_cache(root / t.cache_dir / "graphs")  # item kNN graphs keyed by feature+param hash
     inputs = load_inputs(params, root)
-    settings = settings_from(params)
-    valid, test = inputs.splits.target("valid"), inputs.splits.target("test")
     key = {
         "data": inputs.data_hash,
         "features": inputs.feature_hash,
         "backbone": t.backbone,
         "fusion": to_dict(t.fusion) if inputs.features is not None else None,
     }
-    result = grid_search(
-        inputs.points,
-        _build_fn(params, inputs),
-        inputs.data.train_users,
-        inputs.data.train_items,
-        inputs.data.n_items,
-        valid,
-        test,
-        settings,
-        cache_dir=root / t.cache_dir,
-        cache_key=key,
-    )
-    chosen = result.points[result.best_index]
-    compared, fusions = {}, compared_fusions(t)
-    if inputs.features is not None and fusions:
-        data = TrainData(inputs.data, inputs.features, valid, test)
-        cache = (root / t.cache_dir, key)
-        compared = train_compared(fusions, chosen["point"], t.backbone, data, settings, cache)
+    valid, test = inputs.splits.target("valid"), inputs.splits.target("test")
+    return GridContext(inputs, settings_from(params), valid, test, root / t.cache_dir, key)
+
+
+def search_grid(params: Params, ctx: GridContext, points: list[dict[str, Any]]) -> GridResult:
+    """:func:`cliper.grid.grid_search` over ``points`` with the run's checkpoint cache."""
+    d = ctx.inputs.data
+    return grid_search(points, _build_fn(params, ctx.inputs), d.train_users, d.train_items, d.n_items,
+                       ctx.valid, ctx.test, ctx.settings, cache_dir=ctx.cache_dir, cache_key=ctx.cache_key)
+
+
+def compare_fusions(
+    params: Params, ctx: GridContext, point: dict[str, Any], fusions: list[FusionConfig]
+) -> dict[str, tuple[Any, dict[str, Any]]]:
+    """:func:`cliper.fusion_comparison.train_compared` of ``fusions`` at ``point``."""
+    assert ctx.inputs.features is not None
+    data = TrainData(ctx.inputs.data, ctx.inputs.features, ctx.valid, ctx.test)
+    return train_compared(fusions, point, params.train.backbone, data, ctx.settings,
+                          (ctx.cache_dir, ctx.cache_key))
+
+
+def _run(params: Params, root: Path) -> StageResult:
+    t = params.train
+    ctx = grid_context(params, root)
+    inputs, settings = ctx.inputs, ctx.settings
+    fusions = compared_fusions(t) if inputs.features is not None else []
+    with train_workers.pool(params, root, ctx) as workers:
+        workers.train_points(inputs.points)  # t.workers > 1: every point in parallel; then resumed below
+        result = search_grid(params, ctx, inputs.points)
+        chosen = result.points[result.best_index]
+        workers.train_fusions(chosen["point"], fusions)
+    compared = compare_fusions(params, ctx, chosen["point"], fusions) if fusions else {}
     if not distributed.is_main():
         return StageResult(stage="train", outputs={}, metrics={})
     state = result.trainer.state

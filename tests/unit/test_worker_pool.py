@@ -1,0 +1,54 @@
+"""The worker pool's scheduling: learnable fusions are submitted first; a dead worker is a clear error."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
+
+import pytest
+
+from cliper.config import FusionConfig, Params, from_dict
+from cliper.errors import CliperError
+from cliper.stages.train_workers import Workers
+
+PARAMS = from_dict(Params, {"train": {"progress": False}})
+
+
+class RecordingExecutor:
+    """Runs nothing: records what was submitted and answers with a finished future (or an error)."""
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.submitted: list[tuple] = []
+        self.error = error
+
+    def submit(self, fn, *args):
+        self.submitted.append(args)
+        future: Future = Future()
+        if self.error is not None:
+            future.set_exception(self.error)
+        else:
+            future.set_result({"best_epoch": 1, "valid": 0.5, "seconds": 0.1})
+        return future
+
+
+def test_learnable_fusions_are_submitted_first_and_the_rest_keep_their_order():
+    executor = RecordingExecutor()
+    workers = Workers(PARAMS, None, executor, 1, (5, 16))
+    names = ["mean", "concat", "self_attention", "sum"]
+    workers.train_fusions({"x": 1}, [FusionConfig(name=n) for n in names])
+    assert [args[4].name for args in executor.submitted] == ["self_attention", "mean", "concat", "sum"]
+    assert all(args[3] == {"x": 1} for args in executor.submitted)
+
+
+def test_grid_points_are_all_submitted_and_one_process_submits_nothing():
+    executor = RecordingExecutor()
+    Workers(PARAMS, None, executor, 1).train_points([{"w": 0.1}, {"w": 0.3}])
+    assert [args[3] for args in executor.submitted] == [{"w": 0.1}, {"w": 0.3}]
+    assert [args[4] for args in executor.submitted] == [None, None]
+    Workers(PARAMS, None, None, 1).train_points([{"w": 0.1}])  # workers: 1, no pool: nothing to do
+
+
+def test_a_dead_worker_process_is_a_clear_error():
+    workers = Workers(PARAMS, None, RecordingExecutor(BrokenProcessPool("gone")), 1)
+    with pytest.raises(CliperError, match="train.workers process died"):
+        workers.train_points([{"w": 0.1}])
