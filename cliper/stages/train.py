@@ -274,7 +274,7 @@ def _run(params: Params, root: Path) -> StageResult:
     ctx = grid_context(params, root)
     inputs, settings = ctx.inputs, ctx.settings
     fusions = compared_fusions(t) if inputs.features is not None else []
-    with train_workers.pool(params, root, ctx) as workers:
+    with train_workers.pool(params, root, ctx, max(len(inputs.points), len(fusions))) as workers:
         workers.train_points(inputs.points)  # t.workers > 1: every point in parallel; then resumed below
         result = search_grid(params, ctx, inputs.points)
         chosen = result.points[result.best_index]

@@ -102,7 +102,7 @@ class Workers:
         return build_fusion(fusion, n_views, dim).learnable
 
     def _run(self, tasks: list[tuple[dict[str, Any], FusionConfig | None]], what: str) -> None:
-        if self.executor is None or not tasks:
+        if self.executor is None or len(tasks) < 2:  # one run: the stage trains it itself, all threads
             return
         futures: dict[Future, str] = {
             self.executor.submit(train_task, self.params, self.root, self.threads, point, fusion):
@@ -127,19 +127,23 @@ class Workers:
 
 
 @contextmanager
-def pool(params: Params, root: Path, ctx: GridContext) -> Iterator[Workers]:
-    """A :class:`Workers` over ``train.workers`` spawned processes (none when it is 1).
+def pool(params: Params, root: Path, ctx: GridContext, most_tasks: int) -> Iterator[Workers]:
+    """A :class:`Workers` over ``min(train.workers, most_tasks)`` spawned processes (none when 1).
+
+    ``most_tasks``: the most runs one phase trains (grid points, or compared fusions); more
+    processes than that would only split the threads further.
 
     Raises:
         CliperError: ``train.workers > 1`` under torchrun (each rank is already a process).
     """
-    n = params.train.workers
+    n = min(params.train.workers, most_tasks)
     if n <= 1:
         yield Workers(params, root, None, 1)
         return
     if ctx.settings.world_size > 1:
         raise CliperError(
-            f"params.yaml train.workers is {n} under torchrun (world size {ctx.settings.world_size}); "
+            f"params.yaml train.workers is {params.train.workers} under torchrun "
+            f"(world size {ctx.settings.world_size}); "
             "distributed training uses one process per rank: set train.workers: 1"
         )
     threads = max(1, torch.get_num_threads() // n)

@@ -1,15 +1,17 @@
-"""The worker pool's scheduling: learnable fusions are submitted first; a dead worker is a clear error."""
+"""The worker pool's scheduling: learnable fusions first, a single run left to the stage, a dead worker."""
 
 from __future__ import annotations
 
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 from cliper.config import FusionConfig, Params, from_dict
 from cliper.errors import CliperError
-from cliper.stages.train_workers import Workers
+from cliper.stages.train_workers import Workers, pool
 
 PARAMS = from_dict(Params, {"train": {"progress": False}})
 
@@ -48,7 +50,27 @@ def test_grid_points_are_all_submitted_and_one_process_submits_nothing():
     Workers(PARAMS, None, None, 1).train_points([{"w": 0.1}])  # workers: 1, no pool: nothing to do
 
 
+def test_a_single_run_is_left_to_the_stage_itself():
+    executor = RecordingExecutor()
+    Workers(PARAMS, None, executor, 1, (5, 16)).train_fusions({"x": 1}, [FusionConfig(name="mean")])
+    Workers(PARAMS, None, executor, 1).train_points([{"w": 0.1}])
+    assert executor.submitted == []  # trained in the stage's process, with all its threads
+
+
 def test_a_dead_worker_process_is_a_clear_error():
     workers = Workers(PARAMS, None, RecordingExecutor(BrokenProcessPool("gone")), 1)
     with pytest.raises(CliperError, match="train.workers process died"):
-        workers.train_points([{"w": 0.1}])
+        workers.train_points([{"w": 0.1}, {"w": 0.3}])
+
+
+@pytest.mark.parametrize(
+    ("workers", "most_tasks", "processes"), [(4, 1, None), (4, 2, 2), (2, 7, 2), (1, 7, None)]
+)
+def test_the_pool_has_no_more_processes_than_a_phase_has_runs(workers, most_tasks, processes):
+    params = from_dict(Params, {"train": {"workers": workers, "progress": False}})
+    ctx = SimpleNamespace(settings=SimpleNamespace(world_size=1), inputs=SimpleNamespace(features=None))
+    with pool(params, None, ctx, most_tasks) as made:
+        size = None if made.executor is None else made.executor._max_workers
+    assert size == processes
+    if processes:
+        assert made.threads == max(1, torch.get_num_threads() // processes)
