@@ -13,7 +13,10 @@ PROBED_ARMS = ("freedom image+title", "freedom+cliper(attention)")
 # the ceiling: FREEDOM fed the demo's latent attributes (one-hot, demo_quality.write_diagnosis_features),
 # probed on request (--arms) at the per-view points (one view, so the same graph as the fused one)
 CEILING_ARM = "freedom oracle features"
-ARM_OVERRIDES = {**ARMS, CEILING_ARM: DIAGNOSIS[CEILING_ARM]}
+# ... and the ceiling without the material attribute: the share of the ceiling that needs material
+NO_MATERIAL_ARM = "freedom oracle features, no material"
+CEILING_ARMS = (CEILING_ARM, NO_MATERIAL_ARM)
+ARM_OVERRIDES = {**ARMS, **{arm: DIAGNOSIS[arm] for arm in CEILING_ARMS}}
 BASELINE_ARM = "lightgcn"
 IMAGE_WEIGHTS = (0.1, 0.3, 0.5, 0.7, 0.9)  # mm_image_weight, at knn_k 10
 OTHER_KNN_K = (5,)  # knn_k probed with the per-view graph besides 10

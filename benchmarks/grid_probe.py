@@ -13,7 +13,8 @@ The ``views graph`` points set FREEDOM's ``text_graph`` (one kNN graph per text 
 attention-weighted mean) instead of one graph of the fused text; ``--arms`` restricts the arms.
 ``--arms "freedom oracle features"`` probes the ceiling: FREEDOM fed the demo's latent attributes
 (one-hot, :func:`demo_quality.write_diagnosis_features`, written on first use) at the same points;
-the summary then prints its gain over LightGCN and CLIPER's against it. The ``views graph, dropout``
+the summary then prints its gain over LightGCN and CLIPER's against it. ``"freedom oracle features,
+no material"`` is the same ceiling without the material attribute. The ``views graph, dropout``
 points prune fewer user-item edges each epoch than MMRec's default 0.8.
 
 The points and the grids they make are in ``grid_points.py``; ``--summarise`` (``grid_summary.py``)
@@ -44,13 +45,13 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import torch  # noqa: E402
 from demo_experiments import cpu_model  # noqa: E402
-from demo_quality import ARMS, METRIC, ORACLE_DIR, run_arm, write_diagnosis_features  # noqa: E402
+from demo_quality import ARMS, METRIC, NO_MATERIAL_ORACLE_DIR, run_arm, write_diagnosis_features  # noqa: E402
 from grid_points import (  # noqa: E402
     ARM_OVERRIDES,
     BASELINE_ARM,
     BASELINE_GRIDS,
     BASELINE_LABEL,
-    CEILING_ARM,
+    CEILING_ARMS,
     POINTS,
     PROBED_ARMS,
 )
@@ -89,7 +90,7 @@ def markdown(rows: list[dict[str, Any]], catalog: int, cpu_threads: int) -> str:
              "| point | arm | valid R@20 (mean) | per seed | test R@20 (mean) |",
              "| --- | --- | --- | --- | --- |"]
     for label in POINTS:
-        for arm in (*PROBED_ARMS, CEILING_ARM):
+        for arm in (*PROBED_ARMS, *CEILING_ARMS):
             mine = [r for r in rows if r["label"] == label and r["arm"] == arm]
             if not mine:
                 continue
@@ -107,8 +108,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[999], help="train.seed values")
     parser.add_argument("--points", nargs="*", choices=list(POINTS), default=list(POINTS),
                         help="labels of POINTS to probe (default: all; none with --baseline alone)")
-    parser.add_argument("--arms", nargs="+", choices=[*PROBED_ARMS, CEILING_ARM], default=list(PROBED_ARMS),
-                        help=f"arms to probe (default: the first two; '{CEILING_ARM}' is the oracle ceiling)")
+    parser.add_argument("--arms", nargs="+", choices=[*PROBED_ARMS, *CEILING_ARMS], default=list(PROBED_ARMS),
+                        help=f"arms to probe (default: the first two; {list(CEILING_ARMS)}: oracle ceilings)")
     parser.add_argument("--baseline", action="store_true",
                         help="also train LightGCN over its grid once per seed (the summary's baseline)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (two probes fit 2 cores)")
@@ -130,7 +131,7 @@ def main() -> None:
     done = {(r["label"], r["arm"], r["seed"]) for r in rows}
 
     cpu = cpu_model()
-    if CEILING_ARM in args.arms and not (REPO / ORACLE_DIR).exists():
+    if set(CEILING_ARMS) & set(args.arms) and not (REPO / NO_MATERIAL_ORACLE_DIR).exists():
         write_diagnosis_features(REPO)  # from this checkout's demo truth.json and ingested items
 
     def add(row: dict[str, Any]) -> None:  # saved after every run: resumable

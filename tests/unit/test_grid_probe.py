@@ -214,7 +214,7 @@ def test_the_oracle_ceiling_is_reported_over_cliper_s_points(tmp_path: Path) -> 
     share of it are printed, in the 4-point section over the per-view graph's 4 points."""
     knn5 = grid_points.TEXT_GRAPH_GRIDS["views graph, knn_k 5"]
     views = grid_points.TEXT_GRAPH_GRIDS["views graph"]
-    oracle = grid_points.CEILING_ARM
+    oracle, no_material = grid_points.CEILING_ARMS
     rows = []
     for seed in (999, 1000):
         for i in range(4):  # the oracle: valid picks knn_k 5 at weight 0.5 (test 0.15), else 0.11 / 0.5
@@ -222,7 +222,10 @@ def test_the_oracle_ceiling_is_reported_over_cliper_s_points(tmp_path: Path) -> 
                      _row(views[i], 0.05, 0.08, seed, PROBED_ARMS[1]),
                      _row(knn5[i], 0.04, 0.5, seed, PROBED_ARMS[1]),
                      _row(views[i], 0.08 if i == 0 else 0.06, 0.11 if i == 0 else 0.5, seed, oracle),
-                     _row(knn5[i], 0.09 if i == 2 else 0.07, 0.15 if i == 2 else 0.5, seed, oracle)]
+                     _row(knn5[i], 0.09 if i == 2 else 0.07, 0.15 if i == 2 else 0.5, seed, oracle),
+                     # without material: valid picks weight 0.1 of the per-view points (test 0.105)
+                     _row(views[i], 0.08 if i == 0 else 0.06, 0.105 if i == 0 else 0.5, seed, no_material),
+                     _row(knn5[i], 0.05, 0.5, seed, no_material)]
     four, eight = _summarise_with_lightgcn(tmp_path, rows).split("## Every arm over 8 points")
     assert "| freedom oracle features, views graph | 0.1100 ± 0.0000 (0%, n=2) |" in four
     assert f"- {oracle}, views graph vs lightgcn: +10.0% (2 runs)" in four
@@ -230,6 +233,9 @@ def test_the_oracle_ceiling_is_reported_over_cliper_s_points(tmp_path: Path) -> 
     assert f"| {oracle} (8 points) | 0.1500 ± 0.0000 (0%, n=2) |" in eight
     assert f"- {oracle} vs lightgcn: +50.0% (2 runs)" in eight
     assert f"- freedom+cliper(attention) vs {oracle}: -46.7% (2 runs)" in eight
+    assert "one-hot, without material):" in eight
+    assert f"- {no_material} vs lightgcn: +5.0% (2 runs)" in eight
+    assert f"- freedom+cliper(attention) vs {no_material}: -23.8% (2 runs)" in eight
 
 
 def test_an_eight_point_section_over_freedom_s_dropout(tmp_path: Path) -> None:
@@ -251,3 +257,30 @@ def test_an_eight_point_section_over_freedom_s_dropout(tmp_path: Path) -> None:
     assert "| freedom+cliper(attention) (8 points) | 0.1300 ± 0.0000 (0%, n=2) |" in section
     assert "| freedom image+title (8 points) | 0.0900 ± 0.0000 (0%, n=2) |" in section
     assert "freedom+cliper(attention) vs lightgcn: +30.0%, required ≥ +5% (met; 2 runs)" in section
+
+
+def test_the_no_material_oracle_is_the_oracle_with_material_left_out(tmp_path: Path) -> None:
+    """``write_diagnosis_features`` writes the oracle and the same one-hot without material's columns."""
+    import numpy as np
+    import pandas as pd
+    import yaml
+    from demo_quality import NO_MATERIAL_ORACLE_DIR, ORACLE_DIR, TEXTUAL, VISUAL, write_diagnosis_features
+
+    from cliper import io
+
+    params = {"demo": {"out_dir": "raw"}, "ingest": {"out_dir": "ing"}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    names = list(dict.fromkeys(VISUAL + TEXTUAL))
+    values = {n: [f"{n}0", f"{n}1"] for n in names}
+    items = {f"A{i}": {n: f"{n}{(i >> k) & 1}" for k, n in enumerate(names)} for i in range(4)}
+    io.write_json(tmp_path / "raw" / "truth.json", {"values": values, "items": items})
+    (tmp_path / "ing").mkdir()
+    pd.DataFrame({"asin": list(items)}).to_parquet(tmp_path / "ing" / "items.parquet")
+    write_diagnosis_features(tmp_path)
+    full = {k: np.load(tmp_path / ORACLE_DIR / f"{k}.npy") for k in ("image", "text_views")}
+    cut = {k: np.load(tmp_path / NO_MATERIAL_ORACLE_DIR / f"{k}.npy") for k in ("image", "text_views")}
+    material = [2 * names.index("material"), 2 * names.index("material") + 1]
+    for key in full:
+        assert full[key][..., material].sum() == 4 and cut[key][..., material].sum() == 0
+        rest = np.delete(full[key], material, axis=-1)
+        assert np.array_equal(np.delete(cut[key], material, axis=-1), rest) and rest.sum() > 0
