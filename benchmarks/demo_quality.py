@@ -89,15 +89,20 @@ VISUAL = ("colour", "shape", "pattern", "size", "brand", "material")  # what the
 TEXTUAL = ("brand", "category", "material", "price_band")  # what the demo text states
 NOISE_DIR = ".cache/cliper/bench/noise_features"
 VISUAL_ORACLE_DIR = ".cache/cliper/bench/visual_oracle_features"
-# the oracle without the material attribute (35% of the demo's users choose by it; every CLIP recipe
-# tried leaves it at chance in the kNN graph): how much of the oracle's margin needs material
-NO_MATERIAL_ORACLE_DIR = ".cache/cliper/bench/oracle_features_no_material"
+# the oracle with attributes left out (arm -> its features folder and the attributes left out): how
+# much of the oracle's margin needs material (35% of the demo's users choose by it; every CLIP
+# recipe tried leaves it at chance in the kNN graph) and shape (22%; near chance too)
+LEFT_OUT_ORACLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "freedom oracle features, no material": (
+        ".cache/cliper/bench/oracle_features_no_material", ("material",)),
+    "freedom oracle features, no material or shape": (
+        ".cache/cliper/bench/oracle_features_no_material_shape", ("material", "shape")),
+}
+NO_MATERIAL_ORACLE_DIR = LEFT_OUT_ORACLES["freedom oracle features, no material"][0]
 DIAGNOSIS: dict[str, dict[str, Any]] = {
     "freedom oracle features": {"train.backbone": "freedom", "clip.extract.out_dir": ORACLE_DIR},
-    "freedom oracle features, no material": {
-        "train.backbone": "freedom",
-        "clip.extract.out_dir": NO_MATERIAL_ORACLE_DIR,
-    },
+    **{arm: {"train.backbone": "freedom", "clip.extract.out_dir": folder}
+       for arm, (folder, _) in LEFT_OUT_ORACLES.items()},
     "freedom visual-oracle features": {
         "train.backbone": "freedom",
         "clip.extract.out_dir": VISUAL_ORACLE_DIR,
@@ -113,7 +118,7 @@ DIAGNOSIS: dict[str, dict[str, Any]] = {
 
 
 def write_diagnosis_features(root: Path) -> None:
-    """Oracle features (the demo's latent attributes, one-hot; also without material) and noise.
+    """Oracle features (the demo's latent attributes, one-hot; also with some left out) and noise.
 
     Oracle image = one-hot of the visual attributes; oracle text (one view, "oracle") = one-hot of
     the textual ones, in one shared space so text and image have one width, items in ingest order.
@@ -132,20 +137,21 @@ def write_diagnosis_features(root: Path) -> None:
     offsets = np.cumsum([0] + [len(truth["values"][n]) for n in names])
     codes = {n: {v: offsets[i] + j for j, v in enumerate(truth["values"][n])} for i, n in enumerate(names)}
 
-    def one_hot(attributes: tuple[str, ...], left_out: str | None = None) -> np.ndarray:
+    def one_hot(attributes: tuple[str, ...], left_out: tuple[str, ...] = ()) -> np.ndarray:
         out = np.zeros((len(asins), offsets[-1]), np.float32)
         for row, asin in enumerate(asins):
             attrs = truth["items"][asin]
             for name in attributes:
-                if name != left_out:
+                if name not in left_out:
                     out[row, codes[name][attrs[name]]] = 1.0
         return out
 
     image, text = one_hot(VISUAL), one_hot(TEXTUAL)
     write_features(root / ORACLE_DIR, text[None], image, ["oracle"])
     write_features(root / VISUAL_ORACLE_DIR, image[None], image, ["visual_oracle"])
-    write_features(root / NO_MATERIAL_ORACLE_DIR, one_hot(TEXTUAL, "material")[None],
-                   one_hot(VISUAL, "material"), ["oracle_no_material"])
+    for folder, left_out in LEFT_OUT_ORACLES.values():
+        write_features(root / folder, one_hot(TEXTUAL, left_out)[None], one_hot(VISUAL, left_out),
+                       ["oracle_without_" + "_".join(left_out)])
     rng = np.random.default_rng(0)
     noise = rng.normal(size=(2, *image.shape)).astype(np.float32)
     write_features(root / NOISE_DIR, noise[:1], noise[1], ["noise"])

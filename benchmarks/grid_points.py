@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from demo_quality import ARMS, DIAGNOSIS, GRIDS
+from demo_quality import ARMS, DIAGNOSIS, GRIDS, LEFT_OUT_ORACLES
 
 from cliper.models import default_config
 
@@ -13,9 +13,8 @@ PROBED_ARMS = ("freedom image+title", "freedom+cliper(attention)")
 # the ceiling: FREEDOM fed the demo's latent attributes (one-hot, demo_quality.write_diagnosis_features),
 # probed on request (--arms) at the per-view points (one view, so the same graph as the fused one)
 CEILING_ARM = "freedom oracle features"
-# ... and the ceiling without the material attribute: the share of the ceiling that needs material
-NO_MATERIAL_ARM = "freedom oracle features, no material"
-CEILING_ARMS = (CEILING_ARM, NO_MATERIAL_ARM)
+# ... and the ceilings with attributes left out (demo_quality.LEFT_OUT_ORACLES): the share that needs them
+CEILING_ARMS = (CEILING_ARM, *LEFT_OUT_ORACLES)
 ARM_OVERRIDES = {**ARMS, **{arm: DIAGNOSIS[arm] for arm in CEILING_ARMS}}
 BASELINE_ARM = "lightgcn"
 IMAGE_WEIGHTS = (0.1, 0.3, 0.5, 0.7, 0.9)  # mm_image_weight, at knn_k 10

@@ -14,8 +14,9 @@ attention-weighted mean) instead of one graph of the fused text; ``--arms`` rest
 ``--arms "freedom oracle features"`` probes the ceiling: FREEDOM fed the demo's latent attributes
 (one-hot, :func:`demo_quality.write_diagnosis_features`, written on first use) at the same points;
 the summary then prints its gain over LightGCN and CLIPER's against it. ``"freedom oracle features,
-no material"`` is the same ceiling without the material attribute. The ``views graph, dropout``
-points prune fewer user-item edges each epoch than MMRec's default 0.8.
+no material"`` (and ``", no material or shape"``) is the same ceiling with those attributes left
+out. The ``views graph, dropout`` points prune fewer user-item edges each epoch than MMRec's
+default 0.8.
 
 The points and the grids they make are in ``grid_points.py``; ``--summarise`` (``grid_summary.py``)
 reads every catalog's JSON and writes ``grid_probe.md``: the grid of
@@ -45,7 +46,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import torch  # noqa: E402
 from demo_experiments import cpu_model  # noqa: E402
-from demo_quality import ARMS, METRIC, NO_MATERIAL_ORACLE_DIR, run_arm, write_diagnosis_features  # noqa: E402
+from demo_quality import ARMS, LEFT_OUT_ORACLES, METRIC, run_arm, write_diagnosis_features  # noqa: E402
 from grid_points import (  # noqa: E402
     ARM_OVERRIDES,
     BASELINE_ARM,
@@ -131,7 +132,8 @@ def main() -> None:
     done = {(r["label"], r["arm"], r["seed"]) for r in rows}
 
     cpu = cpu_model()
-    if set(CEILING_ARMS) & set(args.arms) and not (REPO / NO_MATERIAL_ORACLE_DIR).exists():
+    oracle_dirs = [REPO / folder for folder, _ in LEFT_OUT_ORACLES.values()]
+    if set(CEILING_ARMS) & set(args.arms) and not all(d.exists() for d in oracle_dirs):
         write_diagnosis_features(REPO)  # from this checkout's demo truth.json and ingested items
 
     def add(row: dict[str, Any]) -> None:  # saved after every run: resumable

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from demo_quality import GRIDS, METRIC, TARGETS
+from demo_quality import GRIDS, LEFT_OUT_ORACLES, METRIC, TARGETS
 from grid_points import (
     BASELINE_ARM,
     BASELINE_GRIDS,
@@ -19,7 +19,6 @@ from grid_points import (
     CEILING_ARM,
     CEILING_ARMS,
     EIGHT_POINT_AXES,
-    NO_MATERIAL_ARM,
     POINTS,
     PROBED_ARMS,
     TEXT_GRAPH_GRIDS,
@@ -163,7 +162,8 @@ def _ceiling_lines(tests: dict[str, Runs], cliper: str, ceiling: str) -> list[st
         return []
     gains = [(f"{ceiling} vs {BASELINE_ARM}", _gain(tests, ceiling, BASELINE_ARM)),
              (f"{cliper} vs {ceiling}", _gain(tests, cliper, ceiling))]
-    what = "without material" if ceiling == NO_MATERIAL_ARM else "on the same points"
+    left_out = LEFT_OUT_ORACLES.get(ceiling, (None, ()))[1]
+    what = f"without {' or '.join(left_out)}" if left_out else "on the same points"
     return ["", f"The ceiling (FREEDOM fed the demo's latent attributes, one-hot, {what}):", "",
             *(f"- {name}: {gain:+.1%} ({n} runs)" for name, (gain, n) in gains if n > 1)]
 

@@ -214,7 +214,7 @@ def test_the_oracle_ceiling_is_reported_over_cliper_s_points(tmp_path: Path) -> 
     share of it are printed, in the 4-point section over the per-view graph's 4 points."""
     knn5 = grid_points.TEXT_GRAPH_GRIDS["views graph, knn_k 5"]
     views = grid_points.TEXT_GRAPH_GRIDS["views graph"]
-    oracle, no_material = grid_points.CEILING_ARMS
+    oracle, no_material, _ = grid_points.CEILING_ARMS
     rows = []
     for seed in (999, 1000):
         for i in range(4):  # the oracle: valid picks knn_k 5 at weight 0.5 (test 0.15), else 0.11 / 0.5
@@ -259,12 +259,12 @@ def test_an_eight_point_section_over_freedom_s_dropout(tmp_path: Path) -> None:
     assert "freedom+cliper(attention) vs lightgcn: +30.0%, required ≥ +5% (met; 2 runs)" in section
 
 
-def test_the_no_material_oracle_is_the_oracle_with_material_left_out(tmp_path: Path) -> None:
-    """``write_diagnosis_features`` writes the oracle and the same one-hot without material's columns."""
+def test_the_left_out_oracles_are_the_oracle_with_those_attributes_zeroed(tmp_path: Path) -> None:
+    """``write_diagnosis_features`` writes the oracle and the same one-hot without the left-out columns."""
     import numpy as np
     import pandas as pd
     import yaml
-    from demo_quality import NO_MATERIAL_ORACLE_DIR, ORACLE_DIR, TEXTUAL, VISUAL, write_diagnosis_features
+    from demo_quality import LEFT_OUT_ORACLES, ORACLE_DIR, TEXTUAL, VISUAL, write_diagnosis_features
 
     from cliper import io
 
@@ -278,9 +278,10 @@ def test_the_no_material_oracle_is_the_oracle_with_material_left_out(tmp_path: P
     pd.DataFrame({"asin": list(items)}).to_parquet(tmp_path / "ing" / "items.parquet")
     write_diagnosis_features(tmp_path)
     full = {k: np.load(tmp_path / ORACLE_DIR / f"{k}.npy") for k in ("image", "text_views")}
-    cut = {k: np.load(tmp_path / NO_MATERIAL_ORACLE_DIR / f"{k}.npy") for k in ("image", "text_views")}
-    material = [2 * names.index("material"), 2 * names.index("material") + 1]
-    for key in full:
-        assert full[key][..., material].sum() == 4 and cut[key][..., material].sum() == 0
-        rest = np.delete(full[key], material, axis=-1)
-        assert np.array_equal(np.delete(cut[key], material, axis=-1), rest) and rest.sum() > 0
+    for folder, left_out in LEFT_OUT_ORACLES.values():
+        cut = {k: np.load(tmp_path / folder / f"{k}.npy") for k in ("image", "text_views")}
+        columns = [2 * names.index(a) + j for a in left_out for j in (0, 1)]
+        for key in full:
+            assert cut[key][..., columns].sum() == 0 and full[key][..., columns].sum() > 0
+            rest = np.delete(full[key], columns, axis=-1)
+            assert np.array_equal(np.delete(cut[key], columns, axis=-1), rest) and rest.sum() > 0
