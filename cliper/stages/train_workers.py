@@ -6,10 +6,10 @@ grid search, which finds every point finished in ``train.cache_dir`` and only re
 compared fusions (``train.compare_fusions``) follow the same way once the point is chosen. The
 checkpoint folders are the ones a single process would write (same data, features, config and
 seed), so the chosen point, the models and a killed run's resume are those of ``workers: 1``
-at the same thread count (``tests/pipeline/test_train_workers.py``). On a small CPU model the
-threads of one process are poorly used (the demo's FREEDOM epoch: 75 ms at 2 threads, 106 ms at
-1), so processes finish a grid sooner: the demo's train stage on 2 cores, 380 s in one process,
-284 s in two, byte-identical outputs (``benchmarks/results/train_workers.md``).
+at the same thread count (``tests/pipeline/test_train_workers.py``). A small CPU model uses the
+threads of one process poorly, so processes finish a grid sooner: the demo's train stage on 2
+cores, 380 s in one process, 284 s in two, byte-identical outputs
+(``benchmarks/results/train_workers.md``).
 """
 
 from __future__ import annotations
