@@ -98,7 +98,6 @@ LEFT_OUT_ORACLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "freedom oracle features, no material or shape": (
         ".cache/cliper/bench/oracle_features_no_material_shape", ("material", "shape")),
 }
-NO_MATERIAL_ORACLE_DIR = LEFT_OUT_ORACLES["freedom oracle features, no material"][0]
 DIAGNOSIS: dict[str, dict[str, Any]] = {
     "freedom oracle features": {"train.backbone": "freedom", "clip.extract.out_dir": ORACLE_DIR},
     **{arm: {"train.backbone": "freedom", "clip.extract.out_dir": folder}

@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import torch  # noqa: E402
 from demo_experiments import cpu_model  # noqa: E402
-from demo_quality import ARMS, LEFT_OUT_ORACLES, METRIC, run_arm, write_diagnosis_features  # noqa: E402
+from demo_quality import ARMS, METRIC, run_arm, write_diagnosis_features  # noqa: E402
 from grid_points import (  # noqa: E402
     ARM_OVERRIDES,
     BASELINE_ARM,
@@ -132,8 +132,8 @@ def main() -> None:
     done = {(r["label"], r["arm"], r["seed"]) for r in rows}
 
     cpu = cpu_model()
-    oracle_dirs = [REPO / folder for folder, _ in LEFT_OUT_ORACLES.values()]
-    if set(CEILING_ARMS) & set(args.arms) and not all(d.exists() for d in oracle_dirs):
+    ceilings = [arm for arm in args.arms if arm in CEILING_ARMS]
+    if not all((REPO / ARM_OVERRIDES[arm]["clip.extract.out_dir"]).exists() for arm in ceilings):
         write_diagnosis_features(REPO)  # from this checkout's demo truth.json and ingested items
 
     def add(row: dict[str, Any]) -> None:  # saved after every run: resumable

@@ -49,6 +49,11 @@ def list_fusions() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def is_learnable(name: str) -> bool:
+    """Whether the registered fusion ``name`` has parameters trained with the backbone."""
+    return _REGISTRY[name].learnable
+
+
 class Fusion(nn.Module):
     """Base class of the fusions.
 

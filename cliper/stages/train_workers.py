@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from cliper.config import FusionConfig, Params
 from cliper.errors import CliperError
-from cliper.fusion import build_fusion
+from cliper.fusion import is_learnable
 
 if TYPE_CHECKING:
     from cliper.stages.train import GridContext
@@ -75,11 +75,9 @@ class Workers:
     """What the train stage asks of the pool; with ``workers: 1`` every call does nothing."""
 
     def __init__(
-        self, params: Params, root: Path, executor: ProcessPoolExecutor | None, threads: int,
-        shape: tuple[int, int] | None = None,
+        self, params: Params, root: Path, executor: ProcessPoolExecutor | None, threads: int
     ) -> None:
         self.params, self.root, self.executor, self.threads = params, root, executor, threads
-        self.shape = shape  # (text views, feature width) of the run's features; None without features
 
     def train_points(self, points: list[dict[str, Any]]) -> None:
         """Train every grid point in the pool (their checkpoints are then resumed, finished)."""
@@ -91,15 +89,8 @@ class Workers:
         A learnable fusion runs in every training step (the demo's self-attention run is the
         longest), so starting it first keeps it from running alone at the end.
         """
-        ordered = sorted(fusions, key=lambda f: not self.learnable(f))  # stable: list order otherwise
+        ordered = sorted(fusions, key=lambda f: not is_learnable(f.name))  # stable: list order otherwise
         self._run([(point, f) for f in ordered], "compared fusions")
-
-    def learnable(self, fusion: FusionConfig) -> bool:
-        """Whether ``fusion`` has trained parameters (built once on the features' shape)."""
-        if self.shape is None:
-            return False
-        n_views, dim = self.shape
-        return build_fusion(fusion, n_views, dim).learnable
 
     def _run(self, tasks: list[tuple[dict[str, Any], FusionConfig | None]], what: str) -> None:
         if self.executor is None or len(tasks) < 2:  # one run: the stage trains it itself, all threads
@@ -151,9 +142,7 @@ def pool(params: Params, root: Path, ctx: GridContext, most_tasks: int) -> Itera
     spawn = multiprocessing.get_context("spawn")  # no forked torch thread pools
     with ProcessPoolExecutor(max_workers=n, mp_context=spawn) as executor:
         try:
-            features = ctx.inputs.features
-            shape = None if features is None else (features.text_views.shape[0], features.text_views.shape[2])
-            yield Workers(params, root, executor, threads, shape)
+            yield Workers(params, root, executor, threads)
         except BaseException:
             executor.shutdown(wait=False, cancel_futures=True)
             raise

@@ -35,7 +35,7 @@ class RecordingExecutor:
 
 def test_learnable_fusions_are_submitted_first_and_the_rest_keep_their_order():
     executor = RecordingExecutor()
-    workers = Workers(PARAMS, None, executor, 1, (5, 16))
+    workers = Workers(PARAMS, None, executor, 1)
     names = ["mean", "concat", "self_attention", "sum"]
     workers.train_fusions({"x": 1}, [FusionConfig(name=n) for n in names])
     assert [args[4].name for args in executor.submitted] == ["self_attention", "mean", "concat", "sum"]
@@ -52,7 +52,7 @@ def test_grid_points_are_all_submitted_and_one_process_submits_nothing():
 
 def test_a_single_run_is_left_to_the_stage_itself():
     executor = RecordingExecutor()
-    Workers(PARAMS, None, executor, 1, (5, 16)).train_fusions({"x": 1}, [FusionConfig(name="mean")])
+    Workers(PARAMS, None, executor, 1).train_fusions({"x": 1}, [FusionConfig(name="mean")])
     Workers(PARAMS, None, executor, 1).train_points([{"w": 0.1}])
     assert executor.submitted == []  # trained in the stage's process, with all its threads
 
@@ -68,7 +68,7 @@ def test_a_dead_worker_process_is_a_clear_error():
 )
 def test_the_pool_has_no_more_processes_than_a_phase_has_runs(workers, most_tasks, processes):
     params = from_dict(Params, {"train": {"workers": workers, "progress": False}})
-    ctx = SimpleNamespace(settings=SimpleNamespace(world_size=1), inputs=SimpleNamespace(features=None))
+    ctx = SimpleNamespace(settings=SimpleNamespace(world_size=1))
     with pool(params, None, ctx, most_tasks) as made:
         size = None if made.executor is None else made.executor._max_workers
     assert size == processes
