@@ -46,6 +46,10 @@ class AdaptConfig:
     words_max_share: float = field(default=0.5, metadata={"gt": 0, "le": 1})  # ... and at most this share
     # Decode the training images once into memory when they fit in this many MB (0 = decode every epoch).
     preload_images_mb: float = 1024.0
+    # Text views drawn as the caption of a training pair, each equally often (null = every view of
+    # preprocess.views). Views that only name what the image cannot show (categories) or what a
+    # badge already tells (brand) let the loss stop at those cues (benchmarks/results/caption_views.md).
+    caption_views: list[str] | None = None
     val_fraction: float = 0.1
     eval_view: str = "global"
     seed: int = 0

@@ -4,7 +4,8 @@ Objective: CLIP's symmetric InfoNCE (Radford et al., 2021). For a batch of B ite
 L2-normalised image embeddings ``u_i`` and text embeddings ``v_i``, logits
 ``z_ij = exp(s) * u_i . v_j`` with a learnable logit scale ``s`` (clamped at ln 100 as in
 CLIP), loss ``(CE(z, diag) + CE(z^T, diag)) / 2``. Each step pairs every item's image with
-one of its text views drawn at random (seeded), so all views are learned. With
+one of its text views drawn at random (seeded), so all views are learned; ``caption_views``
+restricts the draw to the listed views (each equally likely). With
 ``text_weight > 0`` a second, different view of each item is drawn and a text-text InfoNCE
 between the two views (same item = positive) is added with that weight: it makes the text
 encoder keep what the views share but the image cannot show (brand, material). With
@@ -209,6 +210,7 @@ def adapt_clip(
     cfg: AdaptConfig,
     eval_view: int,
     num_workers: int = 0,
+    caption_views: list[int] | None = None,
 ) -> AdaptResult:
     """Fine-tune ``loaded.model`` in place on (image, random view) pairs; report held-out retrieval.
 
@@ -217,6 +219,7 @@ def adapt_clip(
         images: one image per item (placeholders included), transformed for the model.
         cfg: epochs, batch size, learning rate, weight decay, val fraction, seed.
         eval_view: row of ``texts`` used as the held-out retrieval text.
+        caption_views: rows of ``texts`` drawn as training captions (None: all; the same draws).
     """
     n_views, n_items = texts.shape
     train, val = split_items(n_items, cfg.val_fraction, cfg.seed)
@@ -238,6 +241,7 @@ def adapt_clip(
     dataset = _Indexed(images, train, cfg.preload_images_mb)
     if dataset.preloaded:
         num_workers = 0
+    drawn = torch.arange(n_views) if caption_views is None else torch.tensor(caption_views)
     memory = EmbeddingMemory(n_items) if cfg.hard_negatives > 0 else None
     head, targets = None, None
     if cfg.words_weight > 0:
@@ -258,7 +262,7 @@ def adapt_clip(
     for _ in bar:
         losses = []
         for batch, items in _epoch_loader(dataset, cfg, memory, train, gen, num_workers):
-            views = torch.randint(n_views, (len(items),), generator=gen)
+            views = drawn[torch.randint(len(drawn), (len(items),), generator=gen)]
             other = None
             if cfg.text_weight > 0 and n_views > 1:  # a different view of the same item
                 shift = torch.randint(1, n_views, (len(items),), generator=gen)

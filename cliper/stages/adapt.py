@@ -26,6 +26,24 @@ CHECKPOINT_NAME = "open_clip_pytorch_model.bin"
 MODEL_JSON = "model.json"
 
 
+def caption_rows(caption_views: list[str] | None, views: list[str]) -> list[int] | None:
+    """Rows of ``views`` that ``clip.adapt.caption_views`` names (None: every view).
+
+    Raises:
+        CliperError: the list is empty, repeats a view or names one that preprocess does not write.
+    """
+    if caption_views is None:
+        return None
+    unknown = [v for v in caption_views if v not in views]
+    if not caption_views or unknown or len(set(caption_views)) != len(caption_views):
+        raise CliperError(
+            f"params.yaml: clip.adapt.caption_views {caption_views} must name distinct views of "
+            f"preprocess.views {views}" + (f"; unknown: {unknown}" if unknown else "")
+            + " (null = every view)"
+        )
+    return [views.index(v) for v in caption_views]
+
+
 def run(params: Params, root: Path) -> StageResult:
     """Adapt (or copy, with ``epochs: 0``) the CLIP model and report held-out retrieval."""
     clip, cfg = params.clip, params.clip.adapt
@@ -34,12 +52,14 @@ def run(params: Params, root: Path) -> StageResult:
         raise CliperError(
             f"params.yaml: clip.adapt.eval_view '{cfg.eval_view}' is not in preprocess.views {views}"
         )
+    captions = caption_rows(cfg.caption_views, views)
     ordered, manifest = read_outputs(params, root)
     texts = ordered["text"].to_numpy().reshape(len(views), len(manifest))
     loaded = load_clip(clip.model, clip.pretrained, clip.precision, clip.device, root, seed=cfg.seed,
                        allow_download=clip.allow_download)
     images = image_dataset(loaded, manifest_paths(manifest, root))
-    result = adapt_clip(loaded, texts, images, cfg, views.index(cfg.eval_view), clip.extract.num_workers)
+    result = adapt_clip(loaded, texts, images, cfg, views.index(cfg.eval_view), clip.extract.num_workers,
+                         captions)
     out = root / cfg.out_dir
     with atomic_dir(out) as tmp:
         sha = save_checkpoint(loaded.model, tmp / CHECKPOINT_NAME)

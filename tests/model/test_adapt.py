@@ -295,3 +295,44 @@ def test_caption_word_targets_reach_the_training_step(tmp_path, monkeypatch):
             assert (targets.sum(1) == 2).all()  # each title: one colour word + one noun
             items = [item_of[tuple(row.tolist())] for row in tokens]  # the step's items, by caption
             assert torch.equal(targets, built[-1].targets[items])
+
+
+def test_caption_views_restrict_the_training_captions(tmp_path, monkeypatch):
+    """clip.adapt.caption_views: every step's captions come from the listed views only; listing
+    every view draws exactly what null draws (the demo's default checkpoint keeps its bytes)."""
+    import cliper.clip.adapt as adapt_module
+
+    step, seen = adapt_module._train_step, []
+
+    def recording(loaded, opt, images, tokens, *args):
+        seen.append(tokens.clone())
+        return step(loaded, opt, images, tokens, *args)
+
+    monkeypatch.setattr(adapt_module, "_train_step", recording)
+    items = colour_catalog(tmp_path, n_items=48, size=16)
+    texts = np.array([[f"{view} {i} {t}." for i, t in enumerate(items["title"])]
+                      for view in ("one", "two", "three")])
+    weights, drawn = {}, {}
+    for rows in (None, [0, 1, 2], [1, 2]):
+        seen.clear()
+        loaded = load_clip("cliper-tiny", None, "fp32", "cpu", seed=0)
+        images = image_dataset(loaded, [tmp_path / p for p in items["image_path"]])
+        cfg = AdaptConfig(epochs=2, batch_size=12, lr=3e-4, val_fraction=0.25, seed=0)
+        adapt_clip(loaded, texts, images, cfg, eval_view=0, caption_views=rows)
+        view_of = {tuple(r.tolist()): v for v in range(3) for r in loaded.tokenizer(list(texts[v]))}
+        drawn[str(rows)] = [view_of[tuple(r.tolist())] for tokens in seen for r in tokens]
+        weights[str(rows)] = loaded.model.state_dict()
+    assert set(drawn["[1, 2]"]) == {1, 2} and set(drawn["None"]) == {0, 1, 2}
+    assert drawn["None"] == drawn["[0, 1, 2]"]
+    assert all(torch.equal(weights["None"][k], weights["[0, 1, 2]"][k]) for k in weights["None"])
+
+
+@pytest.mark.parametrize("names", [[], ["title", "title"], ["title", "colour"]])
+def test_caption_views_that_are_not_distinct_known_views_are_refused(names):
+    from cliper.errors import CliperError
+    from cliper.stages.adapt import caption_rows
+
+    views = ["title", "brand", "description"]
+    assert caption_rows(["description", "brand"], views) == [2, 1] and caption_rows(None, views) is None
+    with pytest.raises(CliperError, match=r"clip\.adapt\.caption_views .*preprocess\.views"):
+        caption_rows(names, views)
