@@ -119,7 +119,8 @@ def main() -> None:
     parser.add_argument("--summarise", action="store_true",
                         help="write --summary from every catalog's JSON in --out; trains nothing")
     parser.add_argument("--pattern", nargs="+", default=["grid_probe_c*.json"],
-                        help="with --summarise: the catalogs' JSON files in --out (globs, pooled)")
+                        help="with --summarise: the catalogs' JSON files in --out (globs, pooled; "
+                             "GLOB::ARM: only that arm's rows)")
     parser.add_argument("--summary", default="grid_probe.md", help="with --summarise: the file written")
     args = parser.parse_args()
     if args.summarise:

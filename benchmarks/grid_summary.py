@@ -26,6 +26,7 @@ from grid_points import (
 
 from cliper import io
 
+ARM_SEPARATOR = "::"  # read_rows: "grid_probe_x_c*.json::lightgcn" takes only that arm's rows
 Runs = dict[tuple[int, int], float]  # (catalog, seed) -> test R@20 of one arm's chosen point
 
 
@@ -58,13 +59,22 @@ def grid_text(grid: dict[str, list[Any]]) -> str:
 def read_rows(results: Path, patterns: Iterable[str]) -> list[dict[str, Any]]:
     """Every row of the JSON files matching ``patterns`` in ``results``, with its catalog; the same
     (catalog, arm, seed, point) twice (a seed rerun on another machine, say) is an error naming both
-    files, since a grid would silently take one of them."""
+    files, since a grid would silently take one of them. ``GLOB::ARM`` takes only that arm's rows
+    of the files (the LightGCN baseline of files whose feature arms other features replace, say)."""
     rows: list[dict[str, Any]] = []
     seen: dict[tuple[Any, ...], Path] = {}
     patterns = [patterns] if isinstance(patterns, str) else patterns
-    for path in sorted({f for pattern in patterns for f in results.glob(pattern)}):
+    arms_of: dict[Path, set[str] | None] = {}
+    for pattern in patterns:
+        glob, _, arm = pattern.partition(ARM_SEPARATOR)
+        for f in results.glob(glob):
+            wanted = arms_of.get(f, set())
+            arms_of[f] = None if not arm or wanted is None else wanted | {arm}
+    for path in sorted(arms_of):
         data = io.read_json(path)
         for row in data["rows"]:
+            if arms_of[path] is not None and row["arm"] not in arms_of[path]:
+                continue
             key = (data["catalog"], row["arm"], row["seed"], row["label"])
             if key in seen:
                 raise SystemExit(f"{path}: catalog {key[0]}, {key[1]}, seed {key[2]}, '{key[3]}' is also "

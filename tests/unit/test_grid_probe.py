@@ -171,6 +171,22 @@ def test_one_machines_rerun_of_a_seed_is_not_pooled_silently(tmp_path: Path) -> 
         grid_summary.summarise(tmp_path, ["grid_probe_*_c7.json"])
 
 
+def test_a_pattern_can_take_one_arm_of_its_files(tmp_path: Path) -> None:
+    """``GLOB::ARM`` reads only that arm's rows, so another file's rerun of the other arm pools
+    without a clash; two patterns on one file read the union of their arms."""
+    from cliper import io
+
+    rows = [{**_row(label, 0.05, 0.06, 999, arm), "point": {}} for label in CANDIDATE_GRID
+            for arm in ("lightgcn", "freedom image+title")]
+    io.write_json(tmp_path / "grid_probe_old_c7.json", {"catalog": 7, "threads": 1, "rows": rows})
+    io.write_json(tmp_path / "grid_probe_new_c7.json", {"catalog": 7, "threads": 1, "rows": rows[1::2]})
+    read = grid_summary.read_rows(tmp_path, ["grid_probe_old_c7.json::lightgcn", "grid_probe_new_c7.json"])
+    assert sorted(r["arm"] for r in read) == ["freedom image+title"] * 4 + ["lightgcn"] * 4
+    both = ["grid_probe_old_c7.json::lightgcn", "grid_probe_old_c7.json::freedom image+title"]
+    assert len(grid_summary.read_rows(tmp_path, both)) == 8
+    assert len(grid_summary.read_rows(tmp_path, [*both, "grid_probe_old_c7.json"])) == 8
+
+
 def test_a_gain_compares_two_rows_over_the_runs_both_have() -> None:
     """A row with an extra (catalog, seed) run does not pool it against a row without it."""
     tests = {"a": {(7, 999): 0.1, (7, 1000): 0.1, (7, 1002): 0.5}, "b": {(7, 999): 0.1, (7, 1000): 0.1}}
