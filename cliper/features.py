@@ -71,17 +71,25 @@ def check_features(text: np.ndarray, image: np.ndarray, views: list[str], n_item
     _check_finite(image_path, image)
 
 
+def view_rows(wanted: list[str], views: list[str]) -> list[int] | None:
+    """Positions of the ``wanted`` view names in ``views``; None when the list is empty, repeats a
+    name or names a view that ``views`` lacks (the caller says which setting is wrong)."""
+    if not wanted or len(set(wanted)) != len(wanted) or any(v not in views for v in wanted):
+        return None
+    return [views.index(v) for v in wanted]
+
+
 def select_views(text: np.ndarray, views: list[str], wanted: list[str] | None, folder: Path) -> np.ndarray:
     """Rows of ``text`` [V, I, D] for the ``wanted`` view names (all when ``wanted`` is None)."""
     if wanted is None:
         return text
-    unknown = [v for v in wanted if v not in views]
-    if unknown or not wanted or len(set(wanted)) != len(wanted):
+    rows = view_rows(wanted, views)
+    if rows is None:
         raise DataError(
             f"params.yaml train.views: {wanted!r} must be distinct names among the extracted views {views} "
             f"({folder / META_FILE}); re-run extract with preprocess.views including them"
         )
-    return text[[views.index(v) for v in wanted]]
+    return text[rows]
 
 
 def load_features(

@@ -15,6 +15,7 @@ from cliper.clip.adapt import adapt_clip, image_dataset
 from cliper.clip.load import load_clip, save_checkpoint
 from cliper.config import Params, to_dict
 from cliper.errors import CliperError
+from cliper.features import view_rows
 from cliper.io import atomic_dir, write_json
 from cliper.stages import StageResult
 from cliper.stages.preprocess import read_outputs
@@ -34,14 +35,15 @@ def caption_rows(caption_views: list[str] | None, views: list[str]) -> list[int]
     """
     if caption_views is None:
         return None
-    unknown = [v for v in caption_views if v not in views]
-    if not caption_views or unknown or len(set(caption_views)) != len(caption_views):
+    rows = view_rows(caption_views, views)
+    if rows is None:
+        unknown = [v for v in caption_views if v not in views]
         raise CliperError(
             f"params.yaml: clip.adapt.caption_views {caption_views} must name distinct views of "
             f"preprocess.views {views}" + (f"; unknown: {unknown}" if unknown else "")
             + " (null = every view)"
         )
-    return [views.index(v) for v in caption_views]
+    return rows
 
 
 def run(params: Params, root: Path) -> StageResult:
