@@ -91,14 +91,23 @@ def slug(text: str) -> str:
     return "-".join(part for part in out.split("-") if part)
 
 
+# environment variables that cap the SIMD instruction set of PyTorch's kernels (ATen), oneDNN and MKL:
+# with them a CPU runs the float paths of an older one (benchmarks/float_paths.py)
+ISA_CAPS: tuple[str, ...] = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
+
 def cpu_model() -> str:
-    """The CPU model (``/proc/cpuinfo``, else ``platform.processor()``): runs differ by machine."""
+    """The CPU model (``/proc/cpuinfo``, else ``platform.processor()``): runs differ by machine.
+
+    Instruction-set caps in the environment (:data:`ISA_CAPS`) are appended: they change the bytes too.
+    """
+    model = platform.processor() or "unknown"
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
+        names = [line for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        model = names[0].split(":", 1)[1].strip() if names else model
+    caps = [f"{name}={os.environ[name]}" for name in ISA_CAPS if os.environ.get(name)]
+    return f"{model} ({', '.join(caps)})" if caps else model
 
 
 def run_experiment(root: Path, name: str, overrides: dict[str, Any]) -> dict[str, Any]:
