@@ -14,7 +14,7 @@ each output, and which differ from the first configuration, to ``float_paths.{js
 
 Usage::
 
-    python benchmarks/float_paths.py                 # native 1 and 2 threads, AVX2 caps at 2 threads
+    python benchmarks/float_paths.py                 # native 1 and 2 threads; AVX2, AVX caps at 2 threads
     python benchmarks/float_paths.py --out /tmp/fp
 """
 
@@ -34,12 +34,15 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from demo_experiments import ISA_CAPS, cpu_model  # noqa: E402
 
-AVX2_CAPS = dict(zip(ISA_CAPS, ("avx2", "AVX2", "AVX2"), strict=True))
+AVX2_CAPS = dict(zip(ISA_CAPS, ("avx2", "AVX2", "AVX2"), strict=True))  # AMD Zen 2/3, Intel Haswell+
+# no AVX2 (Intel Sandy/Ivy Bridge): ATen runs its "default" kernels on a CPU without AVX2
+AVX_CAPS = dict(zip(ISA_CAPS, ("default", "AVX", "AVX"), strict=True))
 # name -> (torch threads, instruction-set caps); the first is the reference the others are compared to
 CONFIGS: dict[str, tuple[int, dict[str, str]]] = {
     "native, 1 thread": (1, {}),
     "native, 2 threads": (2, {}),
     "AVX2 caps, 2 threads": (2, AVX2_CAPS),
+    "AVX caps, 2 threads": (2, AVX_CAPS),
 }
 SEED = 0
 
