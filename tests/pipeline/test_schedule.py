@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from tests.servers import venv_env
 
 INTERVAL_S = 5
 RUN_DEADLINE_S = 180  # scheduler loop 5 s + a demo_data run on the shared 2-core machine
+DELETE_ATTEMPTS, DELETE_WAIT_S = 5, 2.0  # clean-up: the deployment's DELETE, retried on 503
 
 
 def _flow_runs(api: str, deployment_id: str, state_type: str) -> list[dict]:
@@ -32,6 +34,19 @@ def _flow_runs(api: str, deployment_id: str, state_type: str) -> list[dict]:
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
+
+
+def _delete_deployment(api: str, deployment_id: str) -> None:
+    """DELETE the deployment, retried: Prefect answers 503 while its database is busy (serve exiting)."""
+    request = urllib.request.Request(f"{api}/deployments/{deployment_id}", method="DELETE")
+    for attempt in range(DELETE_ATTEMPTS):
+        try:
+            urllib.request.urlopen(request, timeout=30).close()
+            return
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503 or attempt + 1 == DELETE_ATTEMPTS:
+                raise
+            time.sleep(DELETE_WAIT_S)
 
 
 def _deployment_id(api: str) -> str | None:
@@ -87,5 +102,4 @@ def test_the_served_schedule_creates_a_run_that_completes(prefect_server_process
             serve.kill()
             serve.wait()
         if deployment_id:  # with its pending scheduled runs, which no later test may pick up
-            urllib.request.urlopen(urllib.request.Request(f"{api}/deployments/{deployment_id}",
-                                                          method="DELETE"), timeout=30).close()
+            _delete_deployment(api, deployment_id)
