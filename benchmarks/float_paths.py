@@ -123,8 +123,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     payload = {"machine": machine, "configs": results, "differ_from_first": compare(results)}
     (args.out / "float_paths.json").write_text(json.dumps(payload, indent=1) + "\n")
-    (args.out / "float_paths.md").write_text(markdown(results, machine))
-    print(markdown(results, machine))
+    table = markdown(results, machine)
+    (args.out / "float_paths.md").write_text(table)
+    print(table)
 
 
 if __name__ == "__main__":
