@@ -35,6 +35,7 @@ from cliper.config import FusionConfig
 
 RELEASE_MEAN_VIEWS = 3  # the release's "mean" fuses the first three views (title, brand, categories)
 COSINE_EPS = 1e-8  # as F.cosine_similarity: a zero vector has cosine 0 with everything
+SEED_BOUND = 2**62  # a learnable fusion's own seed is drawn from [0, SEED_BOUND) (build_fusion)
 _REGISTRY: dict[str, type[Fusion]] = {}
 
 
@@ -222,7 +223,15 @@ def build_fusion(cfg: FusionConfig, n_views: int, dim: int) -> Fusion:
         raise ValueError(f"unknown fusion '{cfg.name}'; choose one of {list_fusions()}")
     if cfg.temperature <= 0:
         raise ValueError(f"fusion temperature must be > 0, got {cfg.temperature}")
-    return _REGISTRY[cfg.name](n_views, dim, cfg)
+    cls = _REGISTRY[cfg.name]
+    if not cls.learnable:
+        return cls(n_views, dim, cfg)
+    # A learnable fusion draws its initial weights from a generator seeded by the current torch
+    # stream, which is then restored: the backbone built next starts from the same random state
+    # whatever the fusion, so fusions are compared on equal ID-embedding initialisations.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(SEED_BOUND, ())))
+        return cls(n_views, dim, cfg)
 
 
 def build_fusion_from_spec(spec: dict[str, Any], features: Any = None) -> Fusion:

@@ -45,8 +45,9 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "checkpoint.pt"
 # Part of every checkpoint folder's hash: bump it when a change alters training numerics, so old
-# checkpoints are not resumed by new code (2: fused Adam).
-TRAINER_VERSION = 2
+# checkpoints are not resumed by new code (2: fused Adam; 3: a learnable fusion's initial weights
+# from a stream of their own, compared fusions on the trained model's random stream).
+TRAINER_VERSION = 3
 # What rank 0 decides after each evaluation and broadcasts to the other ranks.
 DECISION_FIELDS = ("best_score", "best_epoch", "best_valid", "bad_evals", "finished")
 
@@ -130,14 +131,16 @@ def _adam(model: torch.nn.Module, lr: float, weight_decay: float = 0.0) -> torch
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
-def _rng_state() -> dict[str, Any]:
+def rng_state() -> dict[str, Any]:
+    """The Python, numpy, torch (and CUDA) generator states, for :func:`set_rng_state`."""
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
@@ -194,7 +197,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "sampler_rng": self.rng.bit_generator.state,
-            "rng": _rng_state(),
+            "rng": rng_state(),
             "state": self.state.__dict__,
             "best_weights": self.best_weights,
         }
@@ -209,7 +212,7 @@ class Trainer:
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.rng.bit_generator.state = payload["sampler_rng"]
-        _set_rng_state(payload["rng"])
+        set_rng_state(payload["rng"])
         self.state = TrainState(**payload["state"])
         self.best_weights = payload["best_weights"]
         logger.info("resumed from %s at epoch %d", self.checkpoint, self.state.epoch)

@@ -173,7 +173,8 @@ def write_report(
     if fusions:
         frame = fusion_table(fusions, settings["valid_metric"], k)
         outputs["fusions"] = str(_write_csv(frame, out_dir / FUSIONS_FILE))
-        lines += ["## Fusions retrained at the chosen grid point (same epochs, patience and seed)\n",
+        lines += ["## Fusions retrained at the chosen grid point (same epochs, patience, initial ID "
+                  "embeddings and random draws as the trained model)\n",
                   _markdown(frame, list(frame.columns))]
     lines += _slices_section(slices, k)
     outputs["view_report"] = _write_markdown(lines, out_dir)

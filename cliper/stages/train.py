@@ -265,7 +265,7 @@ def compare_fusions(
     """:func:`cliper.fusion_comparison.train_compared` of ``fusions`` at ``point``."""
     assert ctx.inputs.features is not None
     data = TrainData(ctx.inputs.data, ctx.inputs.features, ctx.valid, ctx.test)
-    return train_compared(fusions, point, params.train.backbone, data, ctx.settings,
+    return train_compared(fusions, params.train.fusion, point, params.train.backbone, data, ctx.settings,
                           (ctx.cache_dir, ctx.cache_key))
 
 

@@ -129,6 +129,22 @@ def test_learnable_fusions_get_gradients_and_learn(name: str, views_image) -> No
     assert any(not torch.equal(b, p) for b, p in zip(before, f.parameters(), strict=True))
 
 
+@pytest.mark.parametrize("name", ["self_attention", "mlp"])
+def test_learnable_fusions_leave_the_torch_stream_where_it_was(name: str) -> None:
+    """A learnable fusion's initial weights come from a stream of their own: building one does not
+    advance the global stream (the backbone built next starts where it would without the fusion),
+    and the same seed still gives the same weights."""
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    first = [p.detach().clone() for p in fusion(name).parameters()]
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed(5)
+    again = list(fusion(name).parameters())
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    torch.manual_seed(6)
+    assert not torch.equal(first[0], next(fusion(name).parameters()))
+
+
 def test_self_attention_rejects_bad_head_count() -> None:
     with pytest.raises(ValueError, match="not divisible by n_heads 5"):
         fusion("self_attention", n_heads=5)

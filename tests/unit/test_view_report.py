@@ -169,7 +169,8 @@ def test_id_only_backbone_still_writes_the_views_output(tmp_path, backbone) -> N
     assert f"{backbone} is an ID-only backbone" in text and "no view ablation" in text
 
 
-def _fusion_project(tmp_path, backbone: str = "freedom", compare: list[str] | None = None):  # noqa: ANN202
+def _fusion_project(tmp_path, backbone: str = "freedom", compare: list[str] | None = None,
+                    grid: dict | None = None):  # noqa: ANN202
     root = tmp_path / "proj"
     (root / "data/ingested").mkdir(parents=True)
     interactions().to_parquet(root / "data/ingested/interactions.parquet")
@@ -178,7 +179,7 @@ def _fusion_project(tmp_path, backbone: str = "freedom", compare: list[str] | No
     config = SMALL if backbone == "freedom" else {"embedding_size": DIM}
     params = from_dict(Params, {
         "train": {"backbone": backbone, "epochs": 3, "device": "cpu", "progress": False,
-                  "backbones": {backbone: {**config, "reg_weight": [0.0, 0.1]}
+                  "backbones": {backbone: {**config, **(grid or {"reg_weight": [0.0, 0.1]})}
                                 if backbone == "freedom" else config},
                   "compare_fusions": ["mean", "concat", "self_attention"] if compare is None else compare},
         "evaluate": {"topk": [5, 10], "valid_metric": "recall@10"},
@@ -229,6 +230,31 @@ def test_retrained_fusions_sit_beside_the_trained_model(tmp_path) -> None:
     assert table["fusion"].tolist() == ["attention (trained model)", "mean", "concat", "self_attention"]
     report = (root / "reports/evaluate/views/view_report.md").read_text()
     assert "Fusions retrained at the chosen grid point" in report and "| self_attention |" in report
+
+
+def test_retrained_fusions_train_on_the_trained_models_random_stream(tmp_path) -> None:
+    """A paired comparison. With the modality terms off (reg_weight 0) and one text graph per view,
+    no fusion changes what FREEDOM computes, so each retrained fusion must equal the trained model
+    bit for bit. Unpaired, concat's wider projection shifted the edge-pruning draws and
+    self-attention's weights shifted the ID embeddings' initialisation."""
+    from cliper import io
+    from cliper.models import Recommender
+    from cliper.stages.train import run as train
+
+    root, params = _fusion_project(tmp_path, grid={"reg_weight": [0.0], "dropout": [0.5],
+                                                   "text_graph": ["views"]})
+    train(params, root)
+    s = Splits.from_frame(interactions())
+    data = InteractionData(s.n_users, s.n_items, s.users["train"], s.items["train"])
+    text, image = arrays()
+    features = Features(torch.from_numpy(image), torch.from_numpy(text), VIEWS)
+    trained = Recommender.load(root / "models/recommender", data, features).state_dict()
+    meta = io.read_json(root / "models/recommender/train_meta.json")
+    for entry in io.read_json(root / "models/fusions/comparison.json")["fusions"]:
+        model = Recommender.load(root / "models/fusions" / entry["name"], data, features).state_dict()
+        for key in ("user_embedding", "item_id_embedding"):
+            assert torch.equal(model[key], trained[key]), f"{entry['name']}: {key} differs"
+        assert (entry["best_epoch"], entry["valid"]) == (meta["best_epoch"], meta["valid"])
 
 
 def test_compare_fusions_empty_or_id_only_writes_an_empty_listing(tmp_path) -> None:
