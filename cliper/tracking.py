@@ -256,7 +256,8 @@ def run_metrics(train_metrics: dict[str, Any], eval_metrics: dict[str, Any]) -> 
 
     ``test/*`` and ``valid/*`` come from the evaluate stage (its ``test`` block is what promotion
     compares), ``slice/<name>/*`` from its slices, ``test_ci/*`` the bootstrap interval over
-    test users, ``fusion/<name>/*`` the fusions retrained for comparison, ``train/*`` from the
+    test users, ``fusion/<name>/*`` the fusions retrained for comparison (``vs_trained.*``: the
+    paired gain over the trained model), ``train/*`` from the
     train stage's scalars
     (best epoch, epochs run, seconds per epoch); the train stage's own copies of valid/test
     metrics are left out, the evaluate stage recomputes them.
@@ -270,6 +271,9 @@ def run_metrics(train_metrics: dict[str, Any], eval_metrics: dict[str, Any]) -> 
         out.update(flat_metrics(eval_metrics["test_ci"], CI_PREFIX))
     for name, block in (eval_metrics.get("fusions") or {}).items():  # retrained fusions, test metrics
         out.update(flat_metrics(block.get("test", {}), f"{FUSION_PREFIX}{name}/"))
+        gain = block.get("vs_trained") or {}  # paired gain over the trained model and its interval
+        out.update(flat_metrics({k: gain[k] for k in ("gain", "low", "high") if k in gain},
+                                f"{FUSION_PREFIX}{name}/vs_trained."))
     scalars = {k: v for k, v in train_metrics.items() if not isinstance(v, dict)}
     out.update(flat_metrics(scalars, TRAIN_PREFIX))
     return out

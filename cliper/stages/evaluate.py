@@ -99,8 +99,14 @@ def _metric_k(params: Params) -> int:
 def score_compared_fusions(
     params: Params, root: Path, model: Recommender, meta: dict[str, Any], splits: Splits, features: Features
 ) -> dict[str, dict[str, Any]]:
-    """Per fusion (the trained one first): best epoch, valid and test metrics (``train.fusions_dir``)."""
+    """Per fusion (the trained one first): best epoch, valid and test metrics (``train.fusions_dir``).
+
+    Each compared fusion also gets ``vs_trained``: its relative gain in test recall at the valid
+    metric's K over the trained model, with a paired bootstrap interval over the test users
+    (``evaluate.bootstrap``), so that a reader sees which differences one run can resolve.
+    """
     from cliper.fusion_comparison import load_compared
+    from cliper.uncertainty import paired_gain_interval
 
     e = params.evaluate
     data = _train_data(splits)
@@ -114,11 +120,19 @@ def score_compared_fusions(
     target, topk = splits.target("test"), sorted(e.topk)
     trained = meta.get("fusion") or model.fusion.name
     rows = {trained: (model, meta)} | {name: (m.to(device), rec) for name, (m, rec) in compared.items()}
-    return {
-        name: {"trained": name == trained, "best_epoch": record.get("best_epoch"),
-               "valid": record.get("valid", {}), "test": evaluate_model(m, target, topk, e.batch_users)}
-        for name, (m, record) in rows.items()
-    }
+    k, b = _metric_k(params), e.bootstrap
+    out: dict[str, dict[str, Any]] = {}
+    recalls: dict[str, np.ndarray] = {}
+    for name, (m, record) in rows.items():
+        hits = model_hits(m, target, max(topk), e.batch_users)
+        recalls[name] = per_user_metrics(hits[:, :k], target.pos_len)["recall"][:, k - 1]
+        out[name] = {"trained": name == trained, "best_epoch": record.get("best_epoch"),
+                     "valid": record.get("valid", {}), "test": metrics_from_hits(hits, target.pos_len, topk)}
+        if name != trained:
+            gain = paired_gain_interval([recalls[name][None]], [recalls[trained][None]],
+                                        b.n_resamples, b.level, b.seed)
+            out[name]["vs_trained"] = {"metric": f"recall@{k}", "level": b.level, **gain}
+    return out
 
 
 def _view_report(

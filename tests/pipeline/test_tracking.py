@@ -15,7 +15,9 @@ from tests.pipeline.conftest import EPOCH_END_TIMES, SECONDS_PER_EPOCH
 EVAL = {"backbone": "lightgcn", "valid": {"recall@20": 0.12}, "test": {"recall@20": 0.25, "ndcg@20": 0.125},
         "slices": {"cold": {"recall@20": 0.05}},
         "test_ci": {"level": 0.95, "recall@20": {"low": 0.2, "high": 0.3}},
-        "fusions": {"concat": {"trained": False, "best_epoch": 3, "test": {"recall@20": 0.22}}}}
+        "fusions": {"concat": {"trained": False, "best_epoch": 3, "test": {"recall@20": 0.22},
+                               "vs_trained": {"metric": "recall@20", "level": 0.95, "gain": -0.12,
+                                              "low": -0.2, "high": -0.03, "share_positive": 0.01}}}}
 
 
 def test_uri_precedence_env_then_params_then_project_db(
@@ -79,10 +81,12 @@ def test_log_and_register_writes_run_metrics_artifacts_and_challenger(
     assert metrics["train/seconds_per_epoch"] == SECONDS_PER_EPOCH  # from timing.json, not a DVC out
     assert metrics["test_ci/recall_at_20.low"] == pytest.approx(0.2) and metrics["test_ci/level"] == 0.95
     assert metrics["fusion/concat/recall_at_20"] == pytest.approx(0.22)
+    assert metrics["fusion/concat/vs_trained.low"] == pytest.approx(-0.2)
     assert sorted(metrics) == sorted({"test/recall_at_20", "test/ndcg_at_20", "slice/cold/recall_at_20",
                                       "test_ci/level", "test_ci/recall_at_20.low",
                                       "test_ci/recall_at_20.high",
-                                      "fusion/concat/recall_at_20",
+                                      "fusion/concat/recall_at_20", "fusion/concat/vs_trained.gain",
+                                      "fusion/concat/vs_trained.low", "fusion/concat/vs_trained.high",
                                       "valid/recall_at_20", "train/best_epoch", "train/seconds_per_epoch",
                                       "epoch/train_loss",
                                       "epoch/valid_recall_at_20"}), "each metric once"

@@ -216,6 +216,11 @@ def test_retrained_fusions_sit_beside_the_trained_model(tmp_path) -> None:
         assert fusions[name]["test"] == pytest.approx(evaluate_model(model, target, [5, 10], 4096))
         assert fusions[name]["valid"] == record["valid"] and not fusions[name]["trained"]
     assert fusions["concat"]["test"] != fusions["attention"]["test"]
+    assert "vs_trained" not in fusions["attention"]
+    for name in listing:  # the paired gain over the trained model, on the same test users
+        gain, k = fusions[name]["vs_trained"], "recall@10"  # the valid metric's K
+        assert gain["gain"] == pytest.approx(fusions[name]["test"][k] / fusions["attention"]["test"][k] - 1)
+        assert gain["low"] <= gain["gain"] <= gain["high"] and gain["metric"] == k
     metrics = io.read_json(root / "reports/evaluate/metrics.json")
     ci = metrics["test_ci"]["recall@10"]  # bootstrap over test users of the trained model's figure
     assert ci["mean"] == pytest.approx(metrics["test"]["recall@10"]) and ci["low"] <= ci["mean"] <= ci["high"]
@@ -228,8 +233,11 @@ def test_retrained_fusions_sit_beside_the_trained_model(tmp_path) -> None:
     assert users["ndcg@10"].mean() == pytest.approx(metrics["test"]["ndcg@10"], abs=1e-6)
     table = pd.read_csv(root / "reports/evaluate/views/fusions.csv")
     assert table["fusion"].tolist() == ["attention (trained model)", "mean", "concat", "self_attention"]
+    assert table["recall vs trained"].isna().tolist() == [True, False, False, False]
     report = (root / "reports/evaluate/views/view_report.md").read_text()
     assert "Fusions retrained at the chosen grid point" in report and "| self_attention |" in report
+    concat = fusions["concat"]["vs_trained"]
+    assert f"{concat['gain']:+.1%} ({concat['low']:+.1%} to {concat['high']:+.1%})" in report
 
 
 def test_retrained_fusions_train_on_the_trained_models_random_stream(tmp_path) -> None:
@@ -239,6 +247,7 @@ def test_retrained_fusions_train_on_the_trained_models_random_stream(tmp_path) -
     self-attention's weights shifted the ID embeddings' initialisation."""
     from cliper import io
     from cliper.models import Recommender
+    from cliper.stages.evaluate import run as evaluate
     from cliper.stages.train import run as train
 
     root, params = _fusion_project(tmp_path, grid={"reg_weight": [0.0], "dropout": [0.5],
@@ -255,6 +264,11 @@ def test_retrained_fusions_train_on_the_trained_models_random_stream(tmp_path) -
         for key in ("user_embedding", "item_id_embedding"):
             assert torch.equal(model[key], trained[key]), f"{entry['name']}: {key} differs"
         assert (entry["best_epoch"], entry["valid"]) == (meta["best_epoch"], meta["valid"])
+    evaluate(params, root)
+    for row in io.read_json(root / "reports/evaluate/metrics.json")["fusions"].values():
+        if not row["trained"]:  # equal models: no gain, and an interval of width 0
+            gain = row["vs_trained"]
+            assert (gain["gain"], gain["low"], gain["high"]) == (0, 0, 0)
 
 
 def test_compare_fusions_empty_or_id_only_writes_an_empty_listing(tmp_path) -> None:
