@@ -179,7 +179,7 @@ def write_report(
         lines += ["## Fusions retrained at the chosen grid point (same epochs, patience, initial ID "
                   "embeddings and random draws as the trained model)\n",
                   _markdown(shown, list(shown.columns)),
-                  "\nThe last column is the relative gain over the trained model with a paired "
+                  "The last column is the relative gain over the trained model with a paired "
                   "bootstrap interval over the test users: an interval that spans 0 is a difference "
                   "one run does not resolve.\n"]
     lines += _slices_section(slices, k)
