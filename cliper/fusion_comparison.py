@@ -16,7 +16,7 @@ trained model's; :func:`cliper.fusion.build_fusion` keeps a learnable fusion's w
 stream), and training then continues from the random state that the *trained* model's build left,
 so FREEDOM's edge pruning and BM3's dropout masks draw the same values even when the fusion changes
 the width of a layer (``concat``). A row then differs from the trained model by its fusion, not by
-a shifted stream, which alone moved single runs by up to 9% before.
+a shifted stream, which alone had moved single demo runs by up to 14%.
 """
 
 from __future__ import annotations
