@@ -257,10 +257,8 @@ def run_metrics(train_metrics: dict[str, Any], eval_metrics: dict[str, Any]) -> 
     ``test/*`` and ``valid/*`` come from the evaluate stage (its ``test`` block is what promotion
     compares), ``slice/<name>/*`` from its slices, ``test_ci/*`` the bootstrap interval over
     test users, ``fusion/<name>/*`` the fusions retrained for comparison (``vs_trained.*``: the
-    paired gain over the trained model), ``train/*`` from the
-    train stage's scalars
-    (best epoch, epochs run, seconds per epoch); the train stage's own copies of valid/test
-    metrics are left out, the evaluate stage recomputes them.
+    paired gain over the trained model), ``train/*`` the train stage's scalars (best epoch, epochs
+    run, seconds per epoch); its own copies of valid/test metrics are left out (evaluate recomputes them).
     """
     out = flat_metrics(headline(eval_metrics), registry.TEST_PREFIX)
     if isinstance(eval_metrics.get("valid"), dict):
