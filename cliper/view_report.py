@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 WEIGHTS_FILE, ABLATION_FILE, REPORT_FILE = "view_weights.csv", "ablation.csv", "view_report.md"
 FUSIONS_FILE = "fusions.csv"
+# fusions.csv: a retrained fusion's test recall gain over the trained model and its paired interval
+GAIN, GAIN_LOW, GAIN_HIGH = "recall vs trained", "interval low", "interval high"
 HIST_FILE = "view_weights_hist.png"
 # Trained tables that hold a copy of the fused text feature: rebuilt from the ablated views.
 FEATURE_STATE_KEYS = ("text_table",)
@@ -175,7 +177,8 @@ def write_report(
         outputs["fusions"] = str(_write_csv(frame, out_dir / FUSIONS_FILE))
         level = next((row["vs_trained"]["level"] for row in fusions.values() if "vs_trained" in row), None)
         column = f"test recall@{k} vs trained" + (f" ({level:.0%} interval)" if level is not None else "")
-        shown = frame.iloc[:, :5].assign(**{column: frame.apply(_gain_cell, axis=1)})
+        shown = frame.drop(columns=[GAIN, GAIN_LOW, GAIN_HIGH])
+        shown[column] = frame.apply(_gain_cell, axis=1)
         lines += ["## Fusions retrained at the chosen grid point (same epochs, patience, initial ID "
                   "embeddings and random draws as the trained model)\n",
                   _markdown(shown, list(shown.columns)),
@@ -200,18 +203,18 @@ def fusion_table(fusions: dict[str, dict[str, Any]], valid_metric: str, k: int) 
             f"valid {valid_metric}": float(row["valid"].get(valid_metric, np.nan)),
             f"test recall@{k}": float(row["test"][f"recall@{k}"]),
             f"test ndcg@{k}": float(row["test"][f"ndcg@{k}"]),
-            "recall vs trained": float(gain.get("gain", np.nan)),
-            "interval low": float(gain.get("low", np.nan)),
-            "interval high": float(gain.get("high", np.nan)),
+            GAIN: float(gain.get("gain", np.nan)),
+            GAIN_LOW: float(gain.get("low", np.nan)),
+            GAIN_HIGH: float(gain.get("high", np.nan)),
         })
     return pd.DataFrame(rows)
 
 
 def _gain_cell(row: pd.Series) -> str:
     """``+1.2% (-3.0% to +5.1%)``, or ``-`` for the trained model."""
-    if np.isnan(row["recall vs trained"]):
+    if np.isnan(row[GAIN]):
         return "-"
-    return f"{row['recall vs trained']:+.1%} ({row['interval low']:+.1%} to {row['interval high']:+.1%})"
+    return f"{row[GAIN]:+.1%} ({row[GAIN_LOW]:+.1%} to {row[GAIN_HIGH]:+.1%})"
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> Path:

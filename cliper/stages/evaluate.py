@@ -97,9 +97,12 @@ def _metric_k(params: Params) -> int:
 
 
 def score_compared_fusions(
-    params: Params, root: Path, model: Recommender, meta: dict[str, Any], splits: Splits, features: Features
+    params: Params, root: Path, model: Recommender, meta: dict[str, Any], splits: Splits, features: Features,
+    trained_hits: np.ndarray,
 ) -> dict[str, dict[str, Any]]:
     """Per fusion (the trained one first): best epoch, valid and test metrics (``train.fusions_dir``).
+
+    ``trained_hits`` are the trained model's test hits the stage already ranked (not ranked again).
 
     Each compared fusion also gets ``vs_trained``: its relative gain in test recall at the valid
     metric's K over the trained model, with a paired bootstrap interval over the test users
@@ -124,8 +127,8 @@ def score_compared_fusions(
     out: dict[str, dict[str, Any]] = {}
     recalls: dict[str, np.ndarray] = {}
     for name, (m, record) in rows.items():
-        hits = model_hits(m, target, max(topk), e.batch_users)
-        recalls[name] = per_user_metrics(hits[:, :k], target.pos_len)["recall"][:, k - 1]
+        hits = trained_hits if name == trained else model_hits(m, target, max(topk), e.batch_users)
+        recalls[name] = per_user_frame(params, hits, target)[f"recall@{k}"].to_numpy()
         out[name] = {"trained": name == trained, "best_epoch": record.get("best_epoch"),
                      "valid": record.get("valid", {}), "test": metrics_from_hits(hits, target.pos_len, topk)}
         if name != trained:
@@ -206,7 +209,7 @@ def run(params: Params, root: Path) -> StageResult:
     per_user = per_user_frame(params, test_hits, test)
     fusions = {}
     if features is not None:
-        fusions = score_compared_fusions(params, root, model, meta, splits, features)
+        fusions = score_compared_fusions(params, root, model, meta, splits, features, test_hits)
     metrics = {
         "backbone": meta["backbone"],
         "fusion": meta.get("fusion"),
