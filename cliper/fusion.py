@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cliper.config import FusionConfig
+from cliper.config import FusionConfig, to_dict
 
 RELEASE_MEAN_VIEWS = 3  # the release's "mean" fuses the first three views (title, brand, categories)
 COSINE_EPS = 1e-8  # as F.cosine_similarity: a zero vector has cosine 0 with everything
@@ -64,6 +64,9 @@ class Fusion(nn.Module):
 
     name: ClassVar[str] = "base"
     learnable: ClassVar[bool] = False
+    # Bumped when the arithmetic changes but not the maths (other float rounding): part of the
+    # train cache key (fusion_cache_key), so that no checkpoint of the former arithmetic is resumed.
+    revision: ClassVar[int] = 0
 
     def __init__(self, n_views: int, dim: int, cfg: FusionConfig) -> None:
         super().__init__()
@@ -138,10 +141,18 @@ class SelfAttentionFusion(Fusion):
     with ``ā`` the head-averaged attention. The output projection starts at zero, so training starts
     from pure attention pooling (still in CLIP space) and learns a correction; all parameters get
     gradients after the first step.
+
+    The parameters are ``nn.MultiheadAttention``'s, and so is the result (to float rounding;
+    ``tests/unit/test_fusion.py``), but the query is a single token, so :meth:`fuse` projects it
+    into view space rather than projecting every view: per head ``h``,
+    ``q_h·(W_k,h T + b_k,h) = (W_k,hᵀ q_h)·T + const`` (the constant cancels in the softmax) and
+    ``Σ_v a_v (W_v,h T_v + b_v,h) = W_v,h (Σ_v a_v T_v) + b_v,h``. A step then costs a third of the
+    multiply-adds of projecting ``V`` keys and values (``benchmarks/results/self_attention_step.md``).
     """
 
     name = "self_attention"
     learnable = True
+    revision = 1  # 1: the query projected into view space (was nn.MultiheadAttention's forward)
 
     def __init__(self, n_views: int, dim: int, cfg: FusionConfig) -> None:
         super().__init__(n_views, dim, cfg)
@@ -152,13 +163,17 @@ class SelfAttentionFusion(Fusion):
         nn.init.zeros_(self.attn.out_proj.bias)
 
     def fuse(self, text_views: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        tokens = text_views.transpose(0, 1)  # [I, V, D]
-        out, weights = self.attn(
-            image.unsqueeze(1), tokens, tokens, need_weights=True, average_attn_weights=True
-        )
-        weights = weights.squeeze(1)  # [I, V]
-        pooled = torch.einsum("iv,ivd->id", weights, tokens)
-        return pooled + out.squeeze(1), weights
+        heads, dim = self.attn.num_heads, self.dim
+        head_dim = dim // heads
+        w_q, w_k, w_v = self.attn.in_proj_weight.chunk(3)
+        b_q, _, b_v = self.attn.in_proj_bias.chunk(3)  # b_k shifts every view's score alike
+        query = F.linear(image, w_q, b_q).view(-1, heads, head_dim) * head_dim**-0.5
+        query = torch.einsum("ihe,hed->ihd", query, w_k.view(heads, head_dim, dim))  # [I, H, D]
+        attn = torch.softmax(torch.einsum("ihd,vid->ihv", query, text_views), dim=-1)  # [I, H, V]
+        pooled = torch.einsum("ihv,vid->ihd", attn, text_views)  # per head: Σ_v a[v] T[v]
+        values = torch.einsum("ihd,hed->ihe", pooled, w_v.view(heads, head_dim, dim)).reshape(-1, dim) + b_v
+        out = self.attn.out_proj(values)
+        return pooled.mean(1) + out, attn.mean(1)
 
 
 @register_fusion
@@ -232,6 +247,13 @@ def build_fusion(cfg: FusionConfig, n_views: int, dim: int) -> Fusion:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(torch.randint(SEED_BOUND, ())))
         return cls(n_views, dim, cfg)
+
+
+def fusion_cache_key(cfg: FusionConfig) -> dict[str, Any]:
+    """``cfg`` as a train cache key: its fields, and the fusion's ``revision`` once it is above 0
+    (keys of fusions never revised stay as they were, so their checkpoints are still found)."""
+    revision = _REGISTRY[cfg.name].revision if cfg.name in _REGISTRY else 0
+    return {**to_dict(cfg), "revision": revision} if revision else to_dict(cfg)
 
 
 def build_fusion_from_spec(spec: dict[str, Any], features: Any = None) -> Fusion:

@@ -30,7 +30,7 @@ from typing import Any
 from cliper import io
 from cliper.config import FusionConfig, TrainConfig, to_dict
 from cliper.evaluate import EvalTarget
-from cliper.fusion import build_fusion, list_fusions
+from cliper.fusion import build_fusion, fusion_cache_key, list_fusions
 from cliper.grid import grid_search
 from cliper.models import Features, InteractionData, Recommender, build_model
 from cliper.train import TrainSettings, rng_state, set_rng_state
@@ -90,7 +90,8 @@ def train_compared(
         build = _builder(backbone, inputs, cfg, reference)
         result = grid_search([point], build, d.train_users, d.train_items, d.n_items, inputs.valid,
                              inputs.test, settings, cache_dir=cache_dir,
-                             cache_key={**key, "fusion": to_dict(cfg), "paired_with": to_dict(reference)})
+                             cache_key={**key, "fusion": fusion_cache_key(cfg),
+                                        "paired_with": fusion_cache_key(reference)})
         record = {k: result.points[0][k] for k in ("point", "best_epoch", "n_epochs", "valid")}
         out[cfg.name] = (result.model, {**record, "fusion_config": to_dict(cfg)})
     return out

@@ -27,7 +27,7 @@ from cliper.config import FusionConfig, Params, TrainConfig, to_dict
 from cliper.errors import CliperError
 from cliper.evaluate import EvalTarget, Splits
 from cliper.features import load_features
-from cliper.fusion import build_fusion, list_fusions
+from cliper.fusion import build_fusion, fusion_cache_key, list_fusions
 from cliper.fusion_comparison import TrainData, compared_fusions, save_compared, train_compared
 from cliper.graphs import configure_cache
 from cliper.grid import TRAINER_GRID_KEYS, GridResult, expand_grid, grid_search, split_point
@@ -246,7 +246,7 @@ def grid_context(params: Params, root: Path) -> GridContext:
         "data": inputs.data_hash,
         "features": inputs.feature_hash,
         "backbone": t.backbone,
-        "fusion": to_dict(t.fusion) if inputs.features is not None else None,
+        "fusion": fusion_cache_key(t.fusion) if inputs.features is not None else None,
     }
     valid, test = inputs.splits.target("valid"), inputs.splits.target("test")
     return GridContext(inputs, settings_from(params), valid, test, root / t.cache_dir, key)

@@ -145,6 +145,40 @@ def test_learnable_fusions_leave_the_torch_stream_where_it_was(name: str) -> Non
     assert not torch.equal(first[0], next(fusion(name).parameters()))
 
 
+def test_self_attention_computes_multihead_attention_pooling(views_image) -> None:
+    """``fuse`` projects the query into view space instead of projecting every view: the output,
+    the weights and every gradient must still be ``nn.MultiheadAttention``'s (image query, views as
+    keys and values) plus the head-averaged pooling of the views."""
+    views, image = (x.double() for x in views_image)
+    torch.manual_seed(1)
+    f = fusion("self_attention").double()
+    with torch.no_grad():  # a trained state: non-zero output projection and biases
+        for p in f.parameters():
+            p.normal_(0.0, 0.3)
+    tokens = views.transpose(0, 1)
+    out, weights = f.attn(image.unsqueeze(1), tokens, tokens, need_weights=True, average_attn_weights=True)
+    weights = weights.squeeze(1)
+    expected = torch.einsum("iv,ivd->id", weights, tokens) + out.squeeze(1)
+    grads = torch.autograd.grad((expected * image).sum(), list(f.parameters()))
+    fused, fused_weights = f(views, image)
+    torch.testing.assert_close(fused_weights, weights, rtol=0, atol=1e-12)
+    torch.testing.assert_close(fused, expected, rtol=0, atol=1e-12)
+    got = torch.autograd.grad((fused * image).sum(), list(f.parameters()))
+    for name, g, e in zip([n for n, _ in f.named_parameters()], got, grads, strict=True):
+        torch.testing.assert_close(g, e, rtol=0, atol=1e-10, msg=name)
+
+
+def test_cache_keys_carry_a_fusions_revision_only_once_revised() -> None:
+    from cliper.config import to_dict
+    from cliper.fusion import SelfAttentionFusion, fusion_cache_key
+
+    attention = FusionConfig(name="attention")
+    assert fusion_cache_key(attention) == to_dict(attention)  # checkpoints of unrevised fusions stay valid
+    revised = FusionConfig(name="self_attention")
+    assert fusion_cache_key(revised) == {**to_dict(revised), "revision": SelfAttentionFusion.revision}
+    assert SelfAttentionFusion.revision >= 1
+
+
 def test_self_attention_rejects_bad_head_count() -> None:
     with pytest.raises(ValueError, match="not divisible by n_heads 5"):
         fusion("self_attention", n_heads=5)

@@ -271,6 +271,28 @@ def test_retrained_fusions_train_on_the_trained_models_random_stream(tmp_path) -
             assert (gain["gain"], gain["low"], gain["high"]) == (0, 0, 0)
 
 
+def test_a_revised_fusion_is_retrained_not_resumed_from_the_cache(tmp_path, monkeypatch) -> None:
+    """A fusion whose arithmetic changed (``revision``) gets a checkpoint folder of its own: the
+    train stage retrains it instead of resuming the former arithmetic's finished run, and every
+    other run (grid points, unrevised fusions) is still found in the cache."""
+    from cliper.fusion import SelfAttentionFusion
+    from cliper.stages.train import run as train
+
+    root, params = _fusion_project(tmp_path, compare=["mean", "self_attention"])
+    cache = root / params.train.cache_dir
+
+    def runs() -> set[str]:
+        return {p.name for p in cache.iterdir() if p.name != "graphs"}
+
+    train(params, root)
+    before = runs()
+    train(params, root)
+    assert runs() == before  # same code: every run resumed, none retrained
+    monkeypatch.setattr(SelfAttentionFusion, "revision", SelfAttentionFusion.revision + 1)
+    train(params, root)
+    assert len(runs() - before) == 1 and before <= runs()
+
+
 def test_compare_fusions_empty_or_id_only_writes_an_empty_listing(tmp_path) -> None:
     from cliper import io
     from cliper.stages.train import run as train
