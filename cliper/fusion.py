@@ -169,11 +169,11 @@ class SelfAttentionFusion(Fusion):
         b_q, _, b_v = self.attn.in_proj_bias.chunk(3)  # b_k shifts every view's score alike
         query = F.linear(image, w_q, b_q).view(-1, heads, head_dim) * head_dim**-0.5
         query = torch.einsum("ihe,hed->ihd", query, w_k.view(heads, head_dim, dim))  # [I, H, D]
-        attn = torch.softmax(torch.einsum("ihd,vid->ihv", query, text_views), dim=-1)  # [I, H, V]
-        pooled = torch.einsum("ihv,vid->ihd", attn, text_views)  # per head: Σ_v a[v] T[v]
+        weights = torch.softmax(torch.einsum("ihd,vid->ihv", query, text_views), dim=-1)  # [I, H, V]
+        pooled = torch.einsum("ihv,vid->ihd", weights, text_views)  # per head: Σ_v a[v] T[v]
         values = torch.einsum("ihd,hed->ihe", pooled, w_v.view(heads, head_dim, dim)).reshape(-1, dim) + b_v
         out = self.attn.out_proj(values)
-        return pooled.mean(1) + out, attn.mean(1)
+        return pooled.mean(1) + out, weights.mean(1)
 
 
 @register_fusion
