@@ -15,6 +15,11 @@ ablations. For a trained multimodal model this module computes:
   each view without retraining; the retrained ablation is one experiment per row
   (``dvc exp run -S 'train.views=[title]'``, ``-S train.fusion.name=self_attention``).
   A learnable or ``concat`` fusion is tied to its views and width, so it gets no ablation rows.
+  Each row after the first gets its test recall gain over the trained model with a paired
+  bootstrap interval over the test users (``evaluate.bootstrap``). The interval covers which test
+  users were drawn, not how training went: on the demo a row's gain moves by up to 10 points
+  between CPUs' float paths (another trained model), more than some intervals are wide, so a
+  per-view effect needs several training seeds before it is read as the view's.
 * **Retrained fusions** (``fusions.csv``): with ``train.compare_fusions`` (e.g. ``[mean, concat,
   self_attention]``) the train stage retrains each at the chosen grid point
   (:mod:`cliper.fusion_comparison`); the table puts their best epoch, valid and test metrics
@@ -34,8 +39,8 @@ import pandas as pd
 import torch
 
 from cliper import io, plots
-from cliper.config import FusionConfig
-from cliper.evaluate import EvalTarget, evaluate_model
+from cliper.config import BootstrapConfig, FusionConfig
+from cliper.evaluate import EvalTarget, metrics_from_hits, model_hits, per_user_metrics
 from cliper.fusion import Fusion, build_fusion
 from cliper.models import Features, InteractionData
 from cliper.models.multimodal import MultimodalRecommender
@@ -44,7 +49,7 @@ logger = logging.getLogger(__name__)
 
 WEIGHTS_FILE, ABLATION_FILE, REPORT_FILE = "view_weights.csv", "ablation.csv", "view_report.md"
 FUSIONS_FILE = "fusions.csv"
-# fusions.csv: a retrained fusion's test recall gain over the trained model and its paired interval
+# ablation.csv, fusions.csv: a row's test recall gain over the trained model and its paired interval
 GAIN, GAIN_LOW, GAIN_HIGH = "recall vs trained", "interval low", "interval high"
 HIST_FILE = "view_weights_hist.png"
 # Trained tables that hold a copy of the fused text feature: rebuilt from the ablated views.
@@ -119,13 +124,32 @@ def ablation_table(
     target: EvalTarget,
     topk: list[int],
     batch_users: int,
+    bootstrap: BootstrapConfig | None = None,
+    metric_k: int | None = None,
 ) -> pd.DataFrame:
-    """Test metrics of every :func:`variants` row (the first row is the trained model itself)."""
-    rows = []
+    """Test metrics of every :func:`variants` row (the first row is the trained model itself).
+
+    With ``bootstrap``, every later row also gets its recall@``metric_k`` gain over the first
+    (``GAIN``, ``GAIN_LOW``, ``GAIN_HIGH``: a paired interval over the same test users).
+    """
+    from cliper.uncertainty import paired_gain_interval
+
+    k = metric_k if metric_k is not None else max(topk)
+    rows, recalls = [], []
     for variant in variants(features.view_names, model.fusion):
         scored = model if len(rows) == 0 else rescored(model, data, features, variant)
-        metrics = evaluate_model(scored, target, topk, batch_users)
-        rows.append({"variant": variant.label, "views": ",".join(variant.views), **metrics})
+        hits = model_hits(scored, target, max(topk), batch_users)
+        recalls.append(per_user_metrics(hits, target.pos_len)["recall"][:, k - 1])
+        row = {"variant": variant.label, "views": ",".join(variant.views),
+               **metrics_from_hits(hits, target.pos_len, topk)}
+        if bootstrap is not None:
+            gain = dict.fromkeys(("gain", "low", "high"), np.nan)
+            if rows:
+                b = bootstrap
+                gain = paired_gain_interval([recalls[-1][None]], [recalls[0][None]],
+                                            b.n_resamples, b.level, b.seed)
+            row.update({GAIN: gain["gain"], GAIN_LOW: gain["low"], GAIN_HIGH: gain["high"]})
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -150,8 +174,9 @@ def write_report(
     """Write the tables, the histogram and ``view_report.md``; returns the output paths.
 
     Args:
-        settings: ``topk`` (list of K), ``batch_users``, ``metric_k`` (the K shown in the markdown)
-            and ``valid_metric`` (the selection metric shown for the retrained fusions).
+        settings: ``topk`` (list of K), ``batch_users``, ``metric_k`` (the K shown in the markdown),
+            ``valid_metric`` (the selection metric shown for the retrained fusions) and, optionally,
+            ``bootstrap`` (a :class:`BootstrapConfig`: the ablation rows' paired intervals).
         fusions: per fusion, ``best_epoch``, ``valid`` and ``test`` metrics and ``trained`` (the
             stage's :func:`cliper.stages.evaluate.score_compared_fusions`); none: no fusion table.
     """
@@ -167,24 +192,27 @@ def write_report(
         lines += ["## Fusion weights over items\n", _markdown(summary, list(summary.columns))]
     else:
         lines.append(f"Fusion '{model.fusion.name}' produces no per-view weights.\n")
+    bootstrap = settings.get("bootstrap")
     with torch.no_grad():
-        table = ablation_table(model, data, features, target, settings["topk"], settings["batch_users"])
+        table = ablation_table(model, data, features, target, settings["topk"], settings["batch_users"],
+                               bootstrap, k)
     outputs["view_ablation"] = str(_write_csv(table, out_dir / ABLATION_FILE))
-    cols = ["variant", f"recall@{k}", f"ndcg@{k}"]
-    lines += ["## Inference-time ablation (test, trained weights kept)\n", _markdown(table, cols)]
+    shown = table[["variant", f"recall@{k}", f"ndcg@{k}"]].copy()
+    lines.append("## Inference-time ablation (test, trained weights kept)\n")
+    if bootstrap is not None:
+        shown[_gain_column(k, bootstrap.level)] = table.apply(_gain_cell, axis=1)
+        lines += [_markdown(shown, list(shown.columns)), GAIN_NOTE]
+    else:
+        lines.append(_markdown(shown, list(shown.columns)))
     if fusions:
         frame = fusion_table(fusions, settings["valid_metric"], k)
         outputs["fusions"] = str(_write_csv(frame, out_dir / FUSIONS_FILE))
         level = next((row["vs_trained"]["level"] for row in fusions.values() if "vs_trained" in row), None)
-        column = f"test recall@{k} vs trained" + (f" ({level:.0%} interval)" if level is not None else "")
         shown = frame.drop(columns=[GAIN, GAIN_LOW, GAIN_HIGH])
-        shown[column] = frame.apply(_gain_cell, axis=1)
+        shown[_gain_column(k, level)] = frame.apply(_gain_cell, axis=1)
         lines += ["## Fusions retrained at the chosen grid point (same epochs, patience, initial ID "
                   "embeddings and random draws as the trained model)\n",
-                  _markdown(shown, list(shown.columns)),
-                  "The last column is the relative gain over the trained model with a paired "
-                  "bootstrap interval over the test users: an interval that spans 0 is a difference "
-                  "one run does not resolve.\n"]
+                  _markdown(shown, list(shown.columns)), GAIN_NOTE]
     lines += _slices_section(slices, k)
     outputs["view_report"] = _write_markdown(lines, out_dir)
     return outputs
@@ -208,6 +236,16 @@ def fusion_table(fusions: dict[str, dict[str, Any]], valid_metric: str, k: int) 
             GAIN_HIGH: float(gain.get("high", np.nan)),
         })
     return pd.DataFrame(rows)
+
+
+GAIN_NOTE = ("The last column is the relative gain over the trained model with a paired bootstrap "
+             "interval over the test users: an interval that spans 0 is a difference one run does "
+             "not resolve. The interval does not cover training noise (another seed or CPU trains "
+             "another model), so read a single row's effect with care.\n")
+
+
+def _gain_column(k: int, level: float | None) -> str:
+    return f"test recall@{k} vs trained" + (f" ({level:.0%} interval)" if level is not None else "")
 
 
 def _gain_cell(row: pd.Series) -> str:

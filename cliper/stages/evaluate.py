@@ -152,6 +152,7 @@ def _view_report(
         "batch_users": e.batch_users,
         "metric_k": _metric_k(params),
         "valid_metric": e.valid_metric,
+        "bootstrap": e.bootstrap,
     }
     target = splits.target("test")
     return view_report.write_report(

@@ -12,7 +12,7 @@ from cliper.evaluate import Splits, evaluate_model
 from cliper.features import write_features
 from cliper.fusion import build_fusion
 from cliper.models import Features, InteractionData, build_model
-from cliper.view_report import ablation_table, rescored, variants, weight_summary
+from cliper.view_report import GAIN, GAIN_HIGH, GAIN_LOW, ablation_table, rescored, variants, weight_summary
 
 N_USERS, N_ITEMS, DIM, PER_USER = 24, 20, 8, 6
 VIEWS = ("title", "brand", "global")
@@ -104,6 +104,37 @@ def test_ablation_table_first_row_is_the_trained_model(setup) -> None:
     assert len(table) == len(variants(VIEWS, model.fusion)) == 1 + 2 * len(VIEWS) + 3
     assert table.loc[0, "recall@10"] == pytest.approx(evaluate_model(model, target, [5, 10], 64)["recall@10"])
     assert table["recall@10"].nunique() > 1  # VBPR's scores depend on the text views
+    assert GAIN not in table.columns  # no bootstrap asked for
+
+
+def test_ablation_rows_carry_a_paired_gain_over_the_trained_model(setup) -> None:
+    """Each rescored row's recall@K gain over the first row, with a paired interval over test users:
+    the point gain is the ratio of the table's own recalls, and the interval brackets it."""
+    from cliper.config import BootstrapConfig
+    from cliper.uncertainty import paired_gain_interval
+
+    s, data, features = setup
+    model = make("vbpr", data, features)
+    target, boot = s.target("test"), BootstrapConfig(n_resamples=200, level=0.9, seed=3)
+    table = ablation_table(model, data, features, target, [5, 10], 64, boot, metric_k=5)
+    assert np.isnan(table.loc[0, [GAIN, GAIN_LOW, GAIN_HIGH]].astype(float)).all()
+    rest = table.iloc[1:]
+    np.testing.assert_allclose(rest[GAIN], rest["recall@5"] / table.loc[0, "recall@5"] - 1, rtol=1e-12)
+    assert (rest[GAIN_LOW] <= rest[GAIN]).all() and (rest[GAIN] <= rest[GAIN_HIGH]).all()
+    assert (rest[GAIN_HIGH] > rest[GAIN_LOW]).any()  # rows that differ from the trained model
+    # the interval is the paired one: the same users resampled for both rows, at the K asked for
+    only = table.index[table["variant"] == f"only {VIEWS[0]}"][0]
+    per_user = [evaluate_per_user(m, target, 5) for m in
+                (rescored(model, data, features, variants(VIEWS, model.fusion)[only]), model)]
+    expected = paired_gain_interval([per_user[0][None]], [per_user[1][None]], 200, 0.9, 3)
+    assert (table.loc[only, GAIN_LOW], table.loc[only, GAIN_HIGH]) == pytest.approx(
+        (expected["low"], expected["high"]), rel=1e-12)
+
+
+def evaluate_per_user(model, target, k: int) -> np.ndarray:  # noqa: ANN001
+    from cliper.evaluate import model_hits, per_user_metrics
+
+    return per_user_metrics(model_hits(model, target, k, 64), target.pos_len)["recall"][:, k - 1]
 
 
 def test_evaluate_stage_writes_the_view_report(tmp_path) -> None:
@@ -141,6 +172,14 @@ def test_evaluate_stage_writes_the_view_report(tmp_path) -> None:
         assert result.outputs[key] == str(out / rel) and (out / rel).exists()
     report = (out / "views/view_report.md").read_text()
     assert "only title" in report and "without global" in report and "cold_start" in report
+    # the stage's evaluate.bootstrap gives every ablation row its paired gain over the trained model
+    ablation = pd.read_csv(out / "views/ablation.csv")
+    assert ablation[GAIN].iloc[1:].notna().all() and np.isnan(ablation[GAIN].iloc[0])
+    section = report.split("## Inference-time ablation")[1].split("##")[0]
+    assert "| test recall@10 vs trained (95% interval) |" in section
+    row = ablation.iloc[1]
+    cell = f"{row[GAIN]:+.1%} ({row[GAIN_LOW]:+.1%} to {row[GAIN_HIGH]:+.1%})"
+    assert f"| {row['variant']} | {row['recall@10']:.4f} | {row['ndcg@10']:.4f} | {cell} |" in section
 
 
 @pytest.mark.parametrize("backbone", ["lightgcn", "bpr"])
