@@ -18,8 +18,8 @@ ablations. For a trained multimodal model this module computes:
   Each row after the first gets its test recall gain over the trained model with a paired
   bootstrap interval over the test users (``evaluate.bootstrap``). The interval covers which test
   users were drawn, not how training went: on the demo a row's gain moves by up to 10 points
-  between CPUs' float paths (another trained model), more than some intervals are wide, so a
-  per-view effect needs several training seeds before it is read as the view's.
+  between CPUs' float paths (another trained model), for some rows outside the other path's
+  interval, so a per-view effect needs several training seeds before it is read as the view's.
 * **Retrained fusions** (``fusions.csv``): with ``train.compare_fusions`` (e.g. ``[mean, concat,
   self_attention]``) the train stage retrains each at the chosen grid point
   (:mod:`cliper.fusion_comparison`); the table puts their best epoch, valid and test metrics
