@@ -51,6 +51,10 @@ WEIGHTS_FILE, ABLATION_FILE, REPORT_FILE = "view_weights.csv", "ablation.csv", "
 FUSIONS_FILE = "fusions.csv"
 # ablation.csv, fusions.csv: a row's test recall gain over the trained model and its paired interval
 GAIN, GAIN_LOW, GAIN_HIGH = "recall vs trained", "interval low", "interval high"
+GAIN_NOTE = ("The last column is the relative gain over the trained model with a paired bootstrap "
+             "interval over the test users: an interval that spans 0 is a difference one run does "
+             "not resolve. The interval does not cover training noise (another seed or CPU trains "
+             "another model), so read a single row's effect with care.\n")
 HIST_FILE = "view_weights_hist.png"
 # Trained tables that hold a copy of the fused text feature: rebuilt from the ablated views.
 FEATURE_STATE_KEYS = ("text_table",)
@@ -117,6 +121,18 @@ def rescored(
     return copy.to(next(model.parameters()).device).eval()
 
 
+def paired_recall_gain(
+    recall: np.ndarray, trained: np.ndarray, bootstrap: BootstrapConfig
+) -> dict[str, float]:
+    """Relative gain of per-user ``recall`` over the trained model's (the same test users, in the
+    same order; one run each) with ``evaluate.bootstrap``'s paired interval: the gain columns of
+    the ablation and fusion tables (``gain``, ``low``, ``high``, ``share_positive``)."""
+    from cliper.uncertainty import paired_gain_interval
+
+    b = bootstrap
+    return paired_gain_interval([recall[None]], [trained[None]], b.n_resamples, b.level, b.seed)
+
+
 def ablation_table(
     model: MultimodalRecommender,
     data: InteractionData,
@@ -132,8 +148,6 @@ def ablation_table(
     With ``bootstrap``, every later row also gets its recall@``metric_k`` gain over the first
     (``GAIN``, ``GAIN_LOW``, ``GAIN_HIGH``: a paired interval over the same test users).
     """
-    from cliper.uncertainty import paired_gain_interval
-
     k = metric_k if metric_k is not None else max(topk)
     rows, recalls = [], []
     for variant in variants(features.view_names, model.fusion):
@@ -143,12 +157,9 @@ def ablation_table(
         row = {"variant": variant.label, "views": ",".join(variant.views),
                **metrics_from_hits(hits, target.pos_len, topk)}
         if bootstrap is not None:
-            gain = dict.fromkeys(("gain", "low", "high"), np.nan)
-            if rows:
-                b = bootstrap
-                gain = paired_gain_interval([recalls[-1][None]], [recalls[0][None]],
-                                            b.n_resamples, b.level, b.seed)
-            row.update({GAIN: gain["gain"], GAIN_LOW: gain["low"], GAIN_HIGH: gain["high"]})
+            gain = paired_recall_gain(recalls[-1], recalls[0], bootstrap) if rows else {}
+            row.update({GAIN: gain.get("gain", np.nan), GAIN_LOW: gain.get("low", np.nan),
+                        GAIN_HIGH: gain.get("high", np.nan)})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -236,12 +247,6 @@ def fusion_table(fusions: dict[str, dict[str, Any]], valid_metric: str, k: int) 
             GAIN_HIGH: float(gain.get("high", np.nan)),
         })
     return pd.DataFrame(rows)
-
-
-GAIN_NOTE = ("The last column is the relative gain over the trained model with a paired bootstrap "
-             "interval over the test users: an interval that spans 0 is a difference one run does "
-             "not resolve. The interval does not cover training noise (another seed or CPU trains "
-             "another model), so read a single row's effect with care.\n")
 
 
 def _gain_column(k: int, level: float | None) -> str:

@@ -109,7 +109,7 @@ def score_compared_fusions(
     (``evaluate.bootstrap``), so that a reader sees which differences one run can resolve.
     """
     from cliper.fusion_comparison import load_compared
-    from cliper.uncertainty import paired_gain_interval
+    from cliper.view_report import paired_recall_gain
 
     e = params.evaluate
     data = _train_data(splits)
@@ -132,8 +132,7 @@ def score_compared_fusions(
         out[name] = {"trained": name == trained, "best_epoch": record.get("best_epoch"),
                      "valid": record.get("valid", {}), "test": metrics_from_hits(hits, target.pos_len, topk)}
         if name != trained:
-            gain = paired_gain_interval([recalls[name][None]], [recalls[trained][None]],
-                                        b.n_resamples, b.level, b.seed)
+            gain = paired_recall_gain(recalls[name], recalls[trained], b)
             out[name]["vs_trained"] = {"metric": f"recall@{k}", "level": b.level, **gain}
     return out
 
