@@ -142,17 +142,23 @@ def ablation_table(
     batch_users: int,
     bootstrap: BootstrapConfig | None = None,
     metric_k: int | None = None,
+    trained_hits: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Test metrics of every :func:`variants` row (the first row is the trained model itself).
 
     With ``bootstrap``, every later row also gets its recall@``metric_k`` gain over the first
     (``GAIN``, ``GAIN_LOW``, ``GAIN_HIGH``: a paired interval over the same test users).
+    ``trained_hits``: the trained model's hits on ``target`` at ``max(topk)``, when the caller has
+    ranked it already (the evaluate stage), so the first row does not rank it again.
     """
     k = metric_k if metric_k is not None else max(topk)
     rows, recalls = [], []
     for variant in variants(features.view_names, model.fusion):
-        scored = model if len(rows) == 0 else rescored(model, data, features, variant)
-        hits = model_hits(scored, target, max(topk), batch_users)
+        if not rows and trained_hits is not None:
+            hits = trained_hits
+        else:
+            scored = model if not rows else rescored(model, data, features, variant)
+            hits = model_hits(scored, target, max(topk), batch_users)
         recalls.append(per_user_metrics(hits, target.pos_len)["recall"][:, k - 1])
         row = {"variant": variant.label, "views": ",".join(variant.views),
                **metrics_from_hits(hits, target.pos_len, topk)}
@@ -181,6 +187,7 @@ def write_report(
     out_dir: Path,
     plots_dir: Path,
     fusions: dict[str, dict[str, Any]] | None = None,
+    trained_hits: np.ndarray | None = None,
 ) -> dict[str, str]:
     """Write the tables, the histogram and ``view_report.md``; returns the output paths.
 
@@ -190,6 +197,7 @@ def write_report(
             ``bootstrap`` (a :class:`BootstrapConfig`: the ablation rows' paired intervals).
         fusions: per fusion, ``best_epoch``, ``valid`` and ``test`` metrics and ``trained`` (the
             stage's :func:`cliper.stages.evaluate.score_compared_fusions`); none: no fusion table.
+        trained_hits: the trained model's test hits at ``max(settings["topk"])`` if already ranked.
     """
     outputs: dict[str, str] = {}
     lines = [f"# View report: {model.name}, views {', '.join(features.view_names)}\n"]
@@ -206,7 +214,7 @@ def write_report(
     bootstrap = settings.get("bootstrap")
     with torch.no_grad():
         table = ablation_table(model, data, features, target, settings["topk"], settings["batch_users"],
-                               bootstrap, k)
+                               bootstrap, k, trained_hits)
     outputs["view_ablation"] = str(_write_csv(table, out_dir / ABLATION_FILE))
     shown = table[["variant", f"recall@{k}", f"ndcg@{k}"]].copy()
     lines.append("## Inference-time ablation (test, trained weights kept)\n")

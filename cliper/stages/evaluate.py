@@ -139,9 +139,10 @@ def score_compared_fusions(
 
 def _view_report(
     params: Params, model: Recommender, splits: Splits, features: Features, slices: dict,
-    fusions: dict[str, dict[str, Any]], out: Path,
+    fusions: dict[str, dict[str, Any]], out: Path, test_hits: np.ndarray,
 ) -> dict[str, str]:
-    """Weights per view, view ablation, retrained fusions and slices (:mod:`cliper.view_report`)."""
+    """Weights per view, view ablation, retrained fusions and slices (:mod:`cliper.view_report`);
+    ``test_hits``: the trained model's, which the stage ranked (the ablation's first row)."""
     from cliper import view_report
 
     e = params.evaluate
@@ -155,7 +156,8 @@ def _view_report(
     }
     target = splits.target("test")
     return view_report.write_report(
-        model, data, features, target, settings, slices, out / VIEW_REPORT_DIR, out / "plots", fusions
+        model, data, features, target, settings, slices, out / VIEW_REPORT_DIR, out / "plots", fusions,
+        test_hits,
     )
 
 
@@ -231,7 +233,7 @@ def run(params: Params, root: Path) -> StageResult:
     }
     outputs["plot"] = str(plots.plot_metrics_at_k(groups, out / "plots" / "metrics_at_k.png"))
     if features is not None:
-        outputs.update(_view_report(params, model, splits, features, slices, fusions, out))
+        outputs.update(_view_report(params, model, splits, features, slices, fusions, out, test_hits))
     else:  # views/ is a DVC output of the stage: an ID-only backbone says why it has no view analysis
         from cliper.view_report import write_id_only_report
 

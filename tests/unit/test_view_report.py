@@ -107,6 +107,23 @@ def test_ablation_table_first_row_is_the_trained_model(setup) -> None:
     assert GAIN not in table.columns  # no bootstrap asked for
 
 
+def test_ablation_takes_the_trained_models_hits_instead_of_ranking_it_again(setup) -> None:
+    """The evaluate stage has ranked the trained model on test: the first row is computed from
+    those hits (the table equals the self-ranked one), and only that row comes from them."""
+    from cliper.evaluate import model_hits
+
+    s, data, features = setup
+    model = make("vbpr", data, features)
+    target = s.target("test")
+    own = ablation_table(model, data, features, target, [5, 10], 64)
+    hits = model_hits(model, target, 10, 64)
+    pd.testing.assert_frame_equal(ablation_table(model, data, features, target, [5, 10], 64,
+                                                 trained_hits=hits), own)
+    no_hits = ablation_table(model, data, features, target, [5, 10], 64, trained_hits=np.zeros_like(hits))
+    assert no_hits.loc[0, "recall@10"] == 0 < own.loc[0, "recall@10"]
+    pd.testing.assert_frame_equal(no_hits.iloc[1:], own.iloc[1:])
+
+
 def test_ablation_rows_carry_a_paired_gain_over_the_trained_model(setup) -> None:
     """Each rescored row's recall@K gain over the first row, with a paired interval over test users:
     the point gain is the ratio of the table's own recalls, and the interval brackets it."""
