@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from ablation_runs import ablation_markdown, read_ablation  # noqa: E402
 from demo_quality import (  # noqa: E402
     ARMS,
     FUSION_FORMS,
@@ -148,6 +149,7 @@ def run_experiment(root: Path, name: str, overrides: dict[str, Any]) -> dict[str
         "adapt_i2t_r10": adapt["after"].get("i2t_recall@10"),
         "test_ci": evaluate.get("test_ci"),  # bootstrap over test users (evaluate.bootstrap)
         "fusions": evaluate.get("fusions") or {},  # train.compare_fusions, retrained at the chosen point
+        "ablation": read_ablation(root / params.evaluate.out_dir, METRIC),  # the view report's rows
     }
 
 
@@ -229,6 +231,7 @@ def report(records: list[dict[str, Any]], arms: list[str], catalogs: list[int], 
         if paired:
             heading = "Paired comparison (the same test users for both arms; seeds averaged):"
             parts += [heading, "", *paired, ""]
+    parts += ablation_markdown(records, next(iter(ARMS)), METRIC)  # CLIPER's own runs (fusions renamed)
     return "\n".join(parts)
 
 
