@@ -268,13 +268,17 @@ def main() -> None:
     parser.add_argument("--merge", type=Path, nargs="+", default=None, metavar="DIR",
                         help="run nothing: combine the results in these --out folders (e.g. one per catalog, "
                              "run in parallel clones) into one report in --out")
+    every_arm = list(ARMS | FUSION_FORMS)
+    parser.add_argument("--arms", nargs="+", choices=every_arm, default=every_arm, metavar="ARM",
+                        help=f"run only these arms (default: all of {', '.join(map(repr, every_arm))})")
     parser.add_argument("--resume", action="store_true",
                         help="keep the runs already in demo_experiments.json (an interrupted run)")
     args = parser.parse_args()
     common = set_overrides(args.overrides)
-    arms = {name: {**with_grid(o), **common} for name, o in (ARMS | FUSION_FORMS).items()}
-    if args.merge:
-        merge(args.merge, args.out, list(arms))
+    arms = {name: {**with_grid(o), **common} for name, o in (ARMS | FUSION_FORMS).items()
+            if name in args.arms}
+    if args.merge:  # every arm the folders hold, in the usual order
+        merge(args.merge, args.out, every_arm)
         return
     args.out.mkdir(parents=True, exist_ok=True)  # before the first run: its results are written at once
     out_json = args.out / "demo_experiments.json"
@@ -288,7 +292,7 @@ def main() -> None:
             if (name, catalog, seed) in done:
                 continue
             exp = slug(f"{name}-c{catalog}-s{seed}")
-            fusions = {} if name == next(iter(arms)) else {"train.compare_fusions": []}  # CLIPER's arm only
+            fusions = {} if name == next(iter(ARMS)) else {"train.compare_fusions": []}  # CLIPER's arm only
             run = {**overrides, **fusions, "demo.seed": catalog, "train.seed": seed}
             rec = run_experiment(args.root, exp, run)
             users = rec.pop("per_user")
@@ -304,7 +308,8 @@ def main() -> None:
     finally:
         if not args.keep:
             restore(args.root)
-    text = report(records, list(arms), args.catalogs, args.seeds, per_user)
+    shown = [a for a in every_arm if any(r["arm"] == a for r in records)]  # resumed runs of other arms too
+    text = report(records, shown, args.catalogs, args.seeds, per_user)
     io.write_json(out_json, {"runs": records, "catalogs": args.catalogs, "seeds": args.seeds,
                              "grids": GRIDS, "load_after": os.getloadavg()})
     io.write_text(args.out / "demo_experiments.md", text)

@@ -216,6 +216,8 @@ def summarise(records: list[dict[str, Any]], arms: list[str]) -> dict[str, Any]:
         }
     gains = []
     for better, worse, required in TARGETS:
+        if better not in per_arm or worse not in per_arm:  # a run of some arms only (--arms)
+            continue
         gain = per_arm[better]["mean"] / per_arm[worse]["mean"] - 1
         seeds_won = sum(
             a["test"][METRIC] > b["test"][METRIC]
@@ -230,7 +232,8 @@ def summarise(records: list[dict[str, Any]], arms: list[str]) -> dict[str, Any]:
         )
     stable = {arm: s["std"] <= MAX_REL_SD * s["mean"] for arm, s in per_arm.items()}
     return {"arms": per_arm, "chain": gains, "stable": stable,
-            "target_met": all(g["met"] for g in gains) and all(stable[a] for a in ARMS)}
+            "target_met": len(gains) == len(TARGETS) and all(g["met"] for g in gains)
+            and all(stable.get(a, False) for a in ARMS)}
 
 
 def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:

@@ -106,3 +106,27 @@ def test_run_arm_writes_every_train_output_under_its_work_folder(tmp_path: Path,
     demo_quality.run_arm("lightgcn", with_grid(ARMS["lightgcn"]), 999, tmp_path)
     assert set(seen) == {"out", "reports", "fusions"}
     assert all(Path(p).is_relative_to(tmp_path) for p in seen.values()), seen
+
+
+def test_arms_option_runs_only_those_arms(tmp_path: Path, monkeypatch) -> None:
+    """``--arms``: the other arms are not run; CLIPER's own arm keeps its compared fusions."""
+    import pandas as pd
+
+    ran: dict[str, dict] = {}
+
+    def fake_run(root: Path, name: str, overrides: dict) -> dict:
+        ran[name] = overrides
+        return {"per_user": pd.DataFrame({"user_id": [1, 2], "recall@20": [0.0, 1.0]}), "experiment": name,
+                "test": {"recall@20": 0.5, "ndcg@20": 0.2}, "valid": {}, "adapt_i2t_r10": 0.9, "fusions": {},
+                "seconds": 1.0}
+
+    monkeypatch.setattr(demo_experiments, "run_experiment", fake_run)
+    monkeypatch.setattr(demo_experiments, "restore", lambda root: None)
+    cliper, image_title = list(ARMS)[:2]
+    argv = ["demo_experiments.py", "--out", str(tmp_path), "--catalogs", "7", "--seeds", "1",
+            "--arms", cliper, image_title]
+    monkeypatch.setattr(sys, "argv", argv)
+    demo_experiments.main()
+    assert set(ran) == {demo_experiments.slug(f"{a}-c7-s1") for a in (cliper, image_title)}
+    assert "train.compare_fusions" not in ran[demo_experiments.slug(f"{cliper}-c7-s1")]
+    assert ran[demo_experiments.slug(f"{image_title}-c7-s1")]["train.compare_fusions"] == []

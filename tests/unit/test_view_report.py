@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -197,6 +200,12 @@ def test_evaluate_stage_writes_the_view_report(tmp_path) -> None:
     row = ablation.iloc[1]
     cell = f"{row[GAIN]:+.1%} ({row[GAIN_LOW]:+.1%} to {row[GAIN_HIGH]:+.1%})"
     assert f"| {row['variant']} | {row['recall@10']:.4f} | {row['ndcg@10']:.4f} | {cell} |" in section
+    # the benchmark's reader (benchmarks/ablation_runs.py) takes the table as this stage writes it
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from ablation_runs import read_ablation
+
+    written = dict(zip(ablation["variant"], ablation["recall@10"], strict=True))
+    assert read_ablation(out, "recall@10") == written
 
 
 @pytest.mark.parametrize("backbone", ["lightgcn", "bpr"])
