@@ -27,14 +27,15 @@ TRAINED_MARK = "trained"  # the ablation table's first row, e.g. "all views (att
 RUNS_LEVEL = 0.95  # the t interval over runs
 
 
-def read_ablation(evaluate_dir: Path, metric: str) -> dict[str, float]:
-    """``{variant: test metric}`` of a run's ablation table, trained model first; {} without one.
+def read_ablation(evaluate_dir: Path, metric: str) -> list[list[Any]]:
+    """``[[variant, test metric], ...]`` of a run's ablation table in its order, trained model first.
 
-    An ID-only model writes no ablation table, and a one-view model's has its trained row only.
+    A list of pairs, not a dict: the benchmark's JSON sorts dict keys. [] without a table (an
+    ID-only model writes none; a one-view model's has its trained row only).
     """
     path = evaluate_dir / VIEW_REPORT_DIR / ABLATION_FILE
     if not path.exists():
-        return {}
+        return []
     table = pd.read_csv(path)
     if metric not in table.columns:
         raise SystemExit(f"{path}: no column {metric!r} (columns: {', '.join(table.columns)}); "
@@ -42,7 +43,7 @@ def read_ablation(evaluate_dir: Path, metric: str) -> dict[str, float]:
     if table.empty or TRAINED_MARK not in str(table["variant"].iloc[0]):
         raise SystemExit(f"{path}: the first row must be the trained model (its variant names "
                          f"{TRAINED_MARK!r}); got {table['variant'].iloc[0] if len(table) else 'no rows'!r}")
-    return dict(zip(table["variant"].astype(str), table[metric].astype(float), strict=True))
+    return [[str(v), float(x)] for v, x in zip(table["variant"], table[metric], strict=True)]
 
 
 def ablation_gains(records: list[dict[str, Any]], arm: str) -> pd.DataFrame:
@@ -53,10 +54,13 @@ def ablation_gains(records: list[dict[str, Any]], arm: str) -> pd.DataFrame:
     """
     rows: dict[tuple[Any, Any], dict[str, float]] = {}
     for r in records:
-        table = r.get("ablation") or {}
+        table = r.get("ablation") or []
         if r["arm"] != arm or len(table) < 2:
             continue
-        (_, trained), *others = table.items()
+        (name, trained), *others = table
+        if TRAINED_MARK not in name:
+            raise SystemExit(f"{r.get('experiment', r['arm'])}: its ablation rows must start with the "
+                             f"trained model (a variant naming {TRAINED_MARK!r}), not {name!r}")
         rows[(r["catalog"], r["seed"])] = {variant: value / trained - 1.0 for variant, value in others}
     frame = pd.DataFrame.from_dict(rows, orient="index")
     if not frame.empty:

@@ -54,7 +54,9 @@ GAIN, GAIN_LOW, GAIN_HIGH = "recall vs trained", "interval low", "interval high"
 GAIN_NOTE = ("The last column is the relative gain over the trained model with a paired bootstrap "
              "interval over the test users: an interval that spans 0 is a difference one run does "
              "not resolve. The interval does not cover training noise (another seed or CPU trains "
-             "another model), so read a single row's effect with care.\n")
+             "another model), so read a single row's effect with care: a per-view effect needs several "
+             "training seeds (on the demo, `python benchmarks/demo_experiments.py --arms "
+             "'freedom+cliper(attention)'` ends with these rows over seeds and catalogs).\n")
 HIST_FILE = "view_weights_hist.png"
 # Trained tables that hold a copy of the fused text feature: rebuilt from the ablated views.
 FEATURE_STATE_KEYS = ("text_table",)

@@ -34,7 +34,7 @@ TRAINED = "all views (attention, trained)"
 
 
 def run(catalog: int, seed: int, trained: float, gains: dict[str, float], arm: str = CLIPER) -> dict:
-    ablation = {TRAINED: trained} | {v: trained * (1 + g) for v, g in gains.items()}
+    ablation = [[TRAINED, trained], *([v, trained * (1 + g)] for v, g in gains.items())]
     return {"arm": arm, "catalog": catalog, "seed": seed, "ablation": ablation}
 
 
@@ -73,11 +73,11 @@ def test_markdown_covers_the_cliper_arm_only() -> None:
 
 def test_read_ablation_takes_the_trained_row_first_and_names_bad_tables(tmp_path: Path) -> None:
     views = tmp_path / VIEW_REPORT_DIR
-    assert read_ablation(tmp_path, "recall@20") == {}, "an ID-only model writes no table"
+    assert read_ablation(tmp_path, "recall@20") == [], "an ID-only model writes no table"
     views.mkdir()
     table = pd.DataFrame({"variant": [TRAINED, "only title"], "recall@20": [0.1, 0.09]})
     table.to_csv(views / ABLATION_FILE, index=False)
-    assert read_ablation(tmp_path, "recall@20") == {TRAINED: 0.1, "only title": 0.09}
+    assert read_ablation(tmp_path, "recall@20") == [[TRAINED, 0.1], ["only title", 0.09]]
     with pytest.raises(SystemExit, match=r"ablation.csv: no column 'recall@50'"):
         read_ablation(tmp_path, "recall@50")
     table.iloc[::-1].to_csv(views / ABLATION_FILE, index=False)
@@ -95,3 +95,19 @@ def test_the_demo_report_ends_with_the_ablation_over_runs() -> None:
     text = demo_experiments.report([record(a, s) for a in arms for s in (1, 2)], arms, [7], [1, 2])
     assert f"View ablation of {CLIPER} over its runs" in text
     assert "| only title | -10.0% | -10.0% ± 0.0% |" in text
+
+
+def test_rows_keep_their_order_through_the_benchmarks_json(tmp_path: Path) -> None:
+    """The benchmark's JSON sorts dict keys: the rows must still come back trained-first, in order."""
+    from cliper import io
+
+    order = {"without title": 0.01, "only brand": -0.1, "all views (mean)": 0.0}
+    io.write_json(tmp_path / "runs.json", {"runs": [run(7, s, 0.1, order) for s in (1, 2)]})
+    records = io.read_json(tmp_path / "runs.json")["runs"]
+    assert list(ablation_gains(records, CLIPER).columns) == list(order)
+    lines = ablation_markdown(records, CLIPER, "recall@20")
+    shown = [line.split(" | ")[0][2:] for line in lines if line.startswith("| ") and "%" in line][1:]
+    assert shown == list(order)
+    records[0]["ablation"].reverse()
+    with pytest.raises(SystemExit, match="must start with the trained model"):
+        ablation_gains(records, CLIPER)

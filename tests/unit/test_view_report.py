@@ -204,7 +204,7 @@ def test_evaluate_stage_writes_the_view_report(tmp_path) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     from ablation_runs import read_ablation
 
-    written = dict(zip(ablation["variant"], ablation["recall@10"], strict=True))
+    written = [list(pair) for pair in zip(ablation["variant"], ablation["recall@10"], strict=True)]
     assert read_ablation(out, "recall@10") == written
 
 
