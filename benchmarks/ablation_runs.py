@@ -18,13 +18,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 from scipy import stats
 
+from cliper import io
 from cliper.stages.evaluate import VIEW_REPORT_DIR
 from cliper.view_report import ABLATION_FILE
 
 TRAINED_MARK = "trained"  # the ablation table's first row, e.g. "all views (attention, trained)"
 RUNS_LEVEL = 0.95  # the t interval over runs
+PLOT_FILE = "demo_experiments_ablation.png"
+PLOT_DPI, PLOT_ROW_INCHES, PLOT_WIDTH_INCHES = 110, 0.38, 7.5
 
 
 def read_ablation(evaluate_dir: Path, metric: str) -> list[list[Any]]:
@@ -107,3 +111,34 @@ def ablation_markdown(records: list[dict[str, Any]], arm: str, metric: str) -> l
                  f"{row['low']:+.1%} to {row['high']:+.1%}", below]
         lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]
+
+
+def ablation_plot(records: list[dict[str, Any]], arm: str, metric: str, path: Path) -> Path | None:
+    """Dot plot: every run's gain per variant (one colour per catalog), the mean and its t interval.
+
+    None (nothing written) when no run of ``arm`` recorded an ablation table.
+    """
+    gains = ablation_gains(records, arm)
+    if gains.empty:
+        return None
+    summary = summarise_gains(gains)
+    rows = np.arange(len(gains.columns))[::-1]  # the table's first row at the top
+    fig = Figure(figsize=(PLOT_WIDTH_INCHES, 1.2 + PLOT_ROW_INCHES * len(rows)))
+    ax = fig.subplots()
+    catalogs = list(dict.fromkeys(gains.index.get_level_values("catalog")))
+    for offset, catalog in zip(np.linspace(-0.15, 0.15, len(catalogs)), catalogs, strict=True):
+        runs = gains.xs(catalog, level="catalog")
+        ax.plot(100 * runs.to_numpy().T, np.repeat(rows[:, None] + offset, len(runs), axis=1), "o",
+                alpha=0.6, markersize=4, color=f"C{catalogs.index(catalog)}")
+        ax.plot([], [], "o", color=f"C{catalogs.index(catalog)}", label=f"catalog {catalog}, one run")
+    ax.errorbar(100 * summary["mean"], rows, xerr=100 * np.abs(summary[["low", "high"]].to_numpy().T
+                                                             - summary["mean"].to_numpy()),
+                fmt="|", color="black", capsize=3, markersize=12, label=f"mean, {RUNS_LEVEL:.0%} t interval")
+    ax.axvline(0, color="grey", linewidth=0.8)
+    ax.set_yticks(rows, list(gains.columns))
+    ax.set_xlabel(f"test {metric} vs the run's trained model (%)")
+    ax.set_title(f"View ablation of {arm} over {len(gains)} runs")
+    ax.legend(loc="lower left", fontsize="small")
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=PLOT_DPI, bbox_inches="tight")
+    return path

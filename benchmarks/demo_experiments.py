@@ -37,7 +37,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from ablation_runs import ablation_markdown, read_ablation  # noqa: E402
+from ablation_runs import PLOT_FILE as ABLATION_PLOT  # noqa: E402
+from ablation_runs import ablation_markdown, ablation_plot, read_ablation  # noqa: E402
 from demo_quality import (  # noqa: E402
     ARMS,
     FUSION_FORMS,
@@ -246,10 +247,18 @@ def merge(folders: list[Path], out: Path, arms: list[str]) -> None:
     catalogs = list(dict.fromkeys(r["catalog"] for r in records))
     seeds = list(dict.fromkeys(r["seed"] for r in records))
     arms = [a for a in arms if any(r["arm"] == a for r in records)]  # an arm stopped before its first run
-    text = report(records, arms, catalogs, seeds, per_user)
     io.write_json(out / "demo_experiments.json", {"runs": records, "catalogs": catalogs, "seeds": seeds,
                                                   "grids": GRIDS, "merged_from": [str(f) for f in folders]})
     np.savez_compressed(out / PER_USER_FILE, **per_user)
+    write_report(out, records, arms, catalogs, seeds, per_user)
+
+
+def write_report(out: Path, records: list[dict[str, Any]], arms: list[str], catalogs: list[int],
+                 seeds: list[int], per_user: dict[str, np.ndarray]) -> None:
+    """``demo_experiments.md`` and, when CLIPER's runs carry ablation rows, its plot beside it."""
+    text = report(records, arms, catalogs, seeds, per_user)
+    if ablation_plot(records, next(iter(ARMS)), METRIC, out / ABLATION_PLOT):
+        text += f"\n![the view ablation over runs]({ABLATION_PLOT})\n"
     io.write_text(out / "demo_experiments.md", text)
     print(text)
 
@@ -309,11 +318,9 @@ def main() -> None:
         if not args.keep:
             restore(args.root)
     shown = [a for a in every_arm if any(r["arm"] == a for r in records)]  # resumed runs of other arms too
-    text = report(records, shown, args.catalogs, args.seeds, per_user)
     io.write_json(out_json, {"runs": records, "catalogs": args.catalogs, "seeds": args.seeds,
                              "grids": GRIDS, "load_after": os.getloadavg()})
-    io.write_text(args.out / "demo_experiments.md", text)
-    print(text)
+    write_report(args.out, records, shown, args.catalogs, args.seeds, per_user)
 
 
 if __name__ == "__main__":

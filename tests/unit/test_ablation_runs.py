@@ -111,3 +111,19 @@ def test_rows_keep_their_order_through_the_benchmarks_json(tmp_path: Path) -> No
     records[0]["ablation"].reverse()
     with pytest.raises(SystemExit, match="must start with the trained model"):
         ablation_gains(records, CLIPER)
+
+
+def test_the_benchmark_report_links_a_plot_of_the_runs_only_when_there_are_rows(tmp_path: Path) -> None:
+    def record(seed: int, gains: dict[str, float]) -> dict:
+        return run(7, seed, 0.1, gains) | {"experiment": f"r{seed}", "adapt_i2t_r10": 0.9, "fusions": {},
+                                           "test": {"recall@20": 0.1, "ndcg@20": 0.05}}
+
+    with_rows, without = tmp_path / "rows", tmp_path / "none"
+    for out, gains in ((with_rows, {"only title": -0.1, "without brand": 0.02}), (without, {})):
+        out.mkdir()
+        demo_experiments.write_report(out, [record(s, gains) for s in (1, 2)], [CLIPER], [7], [1, 2], {})
+    plot = with_rows / demo_experiments.ABLATION_PLOT
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"]({plot.name})" in (with_rows / "demo_experiments.md").read_text()
+    assert not (without / plot.name).exists()
+    assert plot.name not in (without / "demo_experiments.md").read_text()
