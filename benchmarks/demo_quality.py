@@ -253,6 +253,9 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         per_seed = ", ".join(f"{v:.4f}" for v in s["values"])
         lines.append(f"| {arm} | {s['mean']:.4f} | {s['std']:.4f} | {per_seed} | {s['ndcg@20_mean']:.4f} |")
     lines += ["", "Targets (relative gain in mean R@20):", ""]
+    if len(summary["chain"]) < len(TARGETS):
+        lines.append(f"- {len(TARGETS) - len(summary['chain'])} of {len(TARGETS)} not measured: "
+                     "a target needs both of its arms (these runs have some arms only)")
     for g in summary["chain"]:
         verdict = "met" if g["met"] else "NOT met"
         lines.append(

@@ -130,3 +130,15 @@ def test_arms_option_runs_only_those_arms(tmp_path: Path, monkeypatch) -> None:
     assert set(ran) == {demo_experiments.slug(f"{a}-c7-s1") for a in (cliper, image_title)}
     assert "train.compare_fusions" not in ran[demo_experiments.slug(f"{cliper}-c7-s1")]
     assert ran[demo_experiments.slug(f"{image_title}-c7-s1")]["train.compare_fusions"] == []
+
+
+def test_a_report_of_some_arms_says_the_targets_were_not_measured() -> None:
+    from demo_quality import TARGETS, markdown, summarise
+
+    cliper = next(iter(ARMS))
+    records = [{"arm": cliper, "seed": s, "test": {"recall@20": 0.1, "ndcg@20": 0.05}} for s in (1, 2)]
+    summary = summarise(records, [cliper])
+    assert summary["chain"] == [] and summary["target_met"] is False
+    meta = {"seeds": [1, 2], "catalog": "7", "features": "f", "adapt_i2t_r10": 0.9, "adapt_chance_r10": 0.05,
+            "tuning": "grid"}
+    assert f"- {len(TARGETS)} of {len(TARGETS)} not measured" in markdown(summary, meta)
