@@ -29,6 +29,7 @@ TRAINED_MARK = "trained"  # the ablation table's first row, e.g. "all views (att
 RUNS_LEVEL = 0.95  # the t interval over runs
 PLOT_FILE = "demo_experiments_ablation.png"
 PLOT_DPI, PLOT_ROW_INCHES, PLOT_WIDTH_INCHES = 110, 0.38, 7.5
+PLOT_CATALOG_SPREAD = 0.15  # catalogs' dots drawn this far (in rows) above and below their row
 
 
 def read_ablation(evaluate_dir: Path, metric: str) -> list[list[Any]]:
@@ -107,8 +108,10 @@ def ablation_markdown(records: list[dict[str, Any]], arm: str, metric: str) -> l
              "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for variant, row in summary.iterrows():
         below = f"{int(row['runs below trained'])}/{int(row['runs'])}"
-        cells = [str(variant), *[f"{row[c]:+.1%}" for c in catalogs], f"{row['mean']:+.1%} ± {row['sd']:.1%}",
-                 f"{row['low']:+.1%} to {row['high']:+.1%}", below]
+        spread = "" if np.isnan(row["sd"]) else f" ± {row['sd']:.1%}"  # one run: no spread
+        interval = "-" if np.isnan(row["low"]) else f"{row['low']:+.1%} to {row['high']:+.1%}"
+        cells = [str(variant), *[f"{row[c]:+.1%}" for c in catalogs], f"{row['mean']:+.1%}{spread}", interval,
+                 below]
         lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]
 
@@ -126,7 +129,8 @@ def ablation_plot(records: list[dict[str, Any]], arm: str, metric: str, path: Pa
     fig = Figure(figsize=(PLOT_WIDTH_INCHES, 1.2 + PLOT_ROW_INCHES * len(rows)))
     ax = fig.subplots()
     catalogs = list(dict.fromkeys(gains.index.get_level_values("catalog")))
-    for offset, catalog in zip(np.linspace(-0.15, 0.15, len(catalogs)), catalogs, strict=True):
+    offsets = np.linspace(-PLOT_CATALOG_SPREAD, PLOT_CATALOG_SPREAD, len(catalogs))
+    for offset, catalog in zip(offsets, catalogs, strict=True):
         runs = gains.xs(catalog, level="catalog")
         ax.plot(100 * runs.to_numpy().T, np.repeat(rows[:, None] + offset, len(runs), axis=1), "o",
                 alpha=0.6, markersize=4, color=f"C{catalogs.index(catalog)}")

@@ -127,3 +127,8 @@ def test_the_benchmark_report_links_a_plot_of_the_runs_only_when_there_are_rows(
     assert f"]({plot.name})" in (with_rows / "demo_experiments.md").read_text()
     assert not (without / plot.name).exists()
     assert plot.name not in (without / "demo_experiments.md").read_text()
+
+
+def test_one_run_has_no_spread_and_no_interval() -> None:
+    lines = ablation_markdown([run(7, 1, 0.1, {"only title": -0.1})], CLIPER, "recall@20")
+    assert "| only title | -10.0% | -10.0% | - | 1/1 |" in lines and not any("nan" in line for line in lines)
