@@ -116,7 +116,7 @@ def test_arms_option_runs_only_those_arms(tmp_path: Path, monkeypatch) -> None:
 
     def fake_run(root: Path, name: str, overrides: dict) -> dict:
         ran[name] = overrides
-        return {"per_user": pd.DataFrame({"user_id": [1, 2], "recall@20": [0.0, 1.0]}), "experiment": name,
+        return {"per_user": pd.DataFrame({"user_id": [1, 2], "recall@20": [0.5, 1.0]}), "experiment": name,
                 "test": {"recall@20": 0.5, "ndcg@20": 0.2}, "valid": {}, "adapt_i2t_r10": 0.9, "fusions": {},
                 "seconds": 1.0}
 
