@@ -8,7 +8,7 @@ mean ± sd over the runs, the runs below the trained model, and a t interval ove
 covers training noise (seeds) and the catalogs' draws as well as the test users.
 
 Used by ``benchmarks/demo_experiments.py``: it records every run's rows (:func:`read_ablation`)
-and adds :func:`ablation_markdown` to its report.
+and adds :func:`ablation_markdown` and :func:`ablation_plot` to its report.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def read_ablation(evaluate_dir: Path, metric: str) -> list[list[Any]]:
     """``[[variant, test metric], ...]`` of a run's ablation table in its order, trained model first.
 
     A list of pairs, not a dict: the benchmark's JSON sorts dict keys. [] without a table (an
-    ID-only model writes none; a one-view model's has its trained row only).
+    ID-only model writes none).
     """
     path = evaluate_dir / VIEW_REPORT_DIR / ABLATION_FILE
     if not path.exists():
