@@ -187,8 +187,13 @@ def metrics_from_hits(hits: np.ndarray, pos_len: np.ndarray, topk: Sequence[int]
     Returns:
         ``{"recall@20": ..., "ndcg@20": ..., "precision@20": ..., "map@20": ..., ...}``.
     """
-    per_user = per_user_metrics(hits, pos_len)
-    max_k = np.shape(hits)[1]
+    return mean_metrics(per_user_metrics(hits, pos_len), topk)
+
+
+def mean_metrics(per_user: dict[str, np.ndarray], topk: Sequence[int]) -> dict[str, float]:
+    """:func:`metrics_from_hits` from :func:`per_user_metrics` already computed (a caller that also
+    needs the per-user values, e.g. for a paired interval, computes them once)."""
+    max_k = per_user["recall"].shape[1]
     out: dict[str, float] = {}
     for k in topk:
         if not 1 <= k <= max_k:

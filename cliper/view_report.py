@@ -40,7 +40,7 @@ import torch
 
 from cliper import io, plots
 from cliper.config import BootstrapConfig, FusionConfig
-from cliper.evaluate import EvalTarget, metrics_from_hits, model_hits, per_user_metrics
+from cliper.evaluate import EvalTarget, mean_metrics, model_hits, per_user_metrics
 from cliper.fusion import Fusion, build_fusion
 from cliper.models import Features, InteractionData
 from cliper.models.multimodal import MultimodalRecommender
@@ -154,18 +154,20 @@ def ablation_table(
     ranked it already (the evaluate stage), so the first row does not rank it again.
     """
     k = metric_k if metric_k is not None else max(topk)
-    rows, recalls = [], []
+    rows: list[dict[str, Any]] = []
     for variant in variants(features.view_names, model.fusion):
         if not rows and trained_hits is not None:
             hits = trained_hits
         else:
             scored = model if not rows else rescored(model, data, features, variant)
             hits = model_hits(scored, target, max(topk), batch_users)
-        recalls.append(per_user_metrics(hits, target.pos_len)["recall"][:, k - 1])
-        row = {"variant": variant.label, "views": ",".join(variant.views),
-               **metrics_from_hits(hits, target.pos_len, topk)}
+        per_user = per_user_metrics(hits, target.pos_len)
+        recall = per_user["recall"][:, k - 1]
+        if not rows:  # the trained model: every later row's gain is over it
+            trained_recall = recall
+        row = {"variant": variant.label, "views": ",".join(variant.views), **mean_metrics(per_user, topk)}
         if bootstrap is not None:
-            gain = paired_recall_gain(recalls[-1], recalls[0], bootstrap) if rows else {}
+            gain = paired_recall_gain(recall, trained_recall, bootstrap) if rows else {}
             row.update({GAIN: gain.get("gain", np.nan), GAIN_LOW: gain.get("low", np.nan),
                         GAIN_HIGH: gain.get("high", np.nan)})
         rows.append(row)

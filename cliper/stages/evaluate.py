@@ -34,6 +34,7 @@ from cliper.evaluate import (
     EvalTarget,
     Splits,
     evaluate_model,
+    mean_metrics,
     metrics_from_hits,
     model_hits,
     per_user_metrics,
@@ -128,9 +129,10 @@ def score_compared_fusions(
     recalls: dict[str, np.ndarray] = {}
     for name, (m, record) in rows.items():
         hits = trained_hits if name == trained else model_hits(m, target, max(topk), e.batch_users)
-        recalls[name] = per_user_frame(params, hits, target)[f"recall@{k}"].to_numpy()
+        per_user = per_user_metrics(hits, target.pos_len)
+        recalls[name] = per_user["recall"][:, k - 1]
         out[name] = {"trained": name == trained, "best_epoch": record.get("best_epoch"),
-                     "valid": record.get("valid", {}), "test": metrics_from_hits(hits, target.pos_len, topk)}
+                     "valid": record.get("valid", {}), "test": mean_metrics(per_user, topk)}
         if name != trained:
             gain = paired_recall_gain(recalls[name], recalls[trained], b)
             out[name]["vs_trained"] = {"metric": f"recall@{k}", "level": b.level, **gain}
