@@ -21,14 +21,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy import stats
 
-from cliper import io
+from cliper import plots
 from cliper.stages.evaluate import VIEW_REPORT_DIR
 from cliper.view_report import ABLATION_FILE
 
 TRAINED_MARK = "trained"  # the ablation table's first row, e.g. "all views (attention, trained)"
 RUNS_LEVEL = 0.95  # the t interval over runs
 PLOT_FILE = "demo_experiments_ablation.png"
-PLOT_DPI, PLOT_ROW_INCHES, PLOT_WIDTH_INCHES = 110, 0.38, 7.5
+PLOT_ROW_INCHES, PLOT_WIDTH_INCHES = 0.38, 7.5
 PLOT_CATALOG_SPREAD = 0.15  # catalogs' dots drawn this far (in rows) above and below their row
 
 
@@ -143,6 +143,4 @@ def ablation_plot(records: list[dict[str, Any]], arm: str, metric: str, path: Pa
     ax.set_xlabel(f"test {metric} vs the run's trained model (%)")
     ax.set_title(f"View ablation of {arm} over {len(gains)} runs")
     ax.legend(loc="lower left", fontsize="small")
-    with io.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=PLOT_DPI, bbox_inches="tight")
-    return path
+    return plots.save_png(fig, path)

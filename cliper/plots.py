@@ -20,7 +20,8 @@ DPI = 110
 HIST_BINS = 20  # bins of the view-weight histograms over [0, 1]
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def save_png(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG at :data:`DPI`, atomically (a killed run leaves the former file)."""
     with io.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
     return Path(path)
@@ -43,7 +44,7 @@ def plot_history(
         best = max(evaluated, key=lambda h: h[valid_key])
         ax_valid.axvline(best["epoch"], color="grey", linestyle="--", linewidth=1)
     ax_valid.set(xlabel="epoch", ylabel=valid_key.removeprefix("valid_"), title="valid (best epoch dashed)")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_view_weights(weights: pd.DataFrame, path: str | Path) -> Path:
@@ -54,7 +55,7 @@ def plot_view_weights(weights: pd.DataFrame, path: str | Path) -> Path:
     data = [weights.loc[weights["view"] == v, "weight"].to_numpy() for v in views]
     ax.boxplot(data, tick_labels=views, showfliers=False)
     ax.set(ylabel="fusion weight a[i, k]", title="view weights over items")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_metrics_at_k(
@@ -72,7 +73,7 @@ def plot_metrics_at_k(
                 ax.plot(ks, [values[f"{name}@{k}"] for k in ks], marker="o", label=group)
         ax.set(xlabel="K", title=f"{name}@K")
     axes[0].legend(fontsize="small")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_view_weight_histograms(weights: np.ndarray, view_names: Sequence[str], path: str | Path) -> Path:
@@ -86,4 +87,4 @@ def plot_view_weight_histograms(weights: np.ndarray, view_names: Sequence[str], 
         ax.axvline(1.0 / n, color="grey", linestyle="--", linewidth=1)
         ax.set(title=name, xlabel="weight a[i, k]")
     axes[0].set_ylabel("items (dashed: uniform 1/V)")
-    return _save(fig, path)
+    return save_png(fig, path)
