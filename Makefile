@@ -28,6 +28,7 @@ install: $(STAMP)
 
 demo: install
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
+	$(BIN)/cliper summary   # the run on one screen: test metric, views, fusions, files to open
 
 test: install
 	./.ci/system-deps

@@ -170,6 +170,26 @@ def demo_data_cmd(
     typer.echo(json.dumps(summary, indent=2, default=str))
 
 
+@app.command("summary")
+def summary_cmd(
+    params: ParamsOpt = Path(PARAMS_FILE),
+    root: Annotated[Path, typer.Option(help="project root (outputs are relative to it)")] = Path("."),
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+) -> None:
+    """Summarise the last finished run: test metric, chosen point, views, fusions, files to open.
+
+    Reads the train and evaluate stages' outputs (recomputes nothing); `make demo` ends with it.
+    """
+    from cliper.run_summary import read_summary, summary_json, summary_lines
+
+    try:
+        cfg = load_params(root / params if not params.is_absolute() else params)
+        summary = read_summary(cfg, root)
+    except (ConfigError, CliperError) as exc:
+        _fail(str(exc))
+    typer.echo(summary_json(summary) if as_json else "\n".join(summary_lines(summary)))
+
+
 @app.command("promote")
 def promote_cmd(
     model: Annotated[str | None, typer.Option(

@@ -126,3 +126,22 @@ def test_second_run_gets_new_version_and_moves_challenger(synth_project: Path, m
         second["experiment_id"], "1", "2")
     client = MlflowClient(second["tracking_uri"])
     assert str(client.get_model_version_by_alias(second["model_name"], "challenger").version) == "2"
+
+
+def test_summary_links_the_logged_run_and_its_registered_version(synth_project: Path, make_params) -> None:
+    """``cliper summary`` reads ``mlflow.json`` as the evaluate stage writes it after a real store."""
+    from cliper.io import write_json
+    from cliper.run_summary import read_summary, summary_lines
+
+    root, params = synth_project, make_params("Demo")
+    (root / "reports/evaluate").mkdir(parents=True)
+    evaluated = {**EVAL, "best_epoch": 2}
+    (root / "reports/evaluate/metrics.json").write_text(json.dumps(evaluated))
+    result = tracking.log_and_register(params, root, evaluated)
+    write_json(root / "reports/evaluate/mlflow.json", result)
+    lines = summary_lines(read_summary(params, root))
+    assert lines[0] == ("lightgcn: test recall@20 0.2500 (95% interval 0.2000 to 0.3000, "
+                        "bootstrap over test users)")
+    run_line = next(line for line in lines if line.strip().startswith("MLflow run"))
+    assert result["run_url"] in run_line and result["ui_command"] in run_line
+    assert any(result["model_uri"] in line for line in lines if line.strip().startswith("registered"))

@@ -1,0 +1,239 @@
+"""One screen on a finished run: ``cliper summary``, the last thing ``make demo`` prints.
+
+Reads what the train and evaluate stages wrote and recomputes nothing: the test metric (the
+``evaluate.valid_metric``'s name) with its bootstrap interval over test users, how the grid
+point was chosen, and for a multimodal model what the view report says about the views (each
+view's mean fusion weight, and the test metric with that view alone against all views, from the
+same trained model with its paired interval) and about the retrained fusions. It ends with the
+files and the MLflow run to look at next. Everything shown is from one training run; the
+intervals cover test users, not training seeds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cliper.config import Params
+from cliper.errors import CliperError
+from cliper.stages.evaluate import VIEW_REPORT_DIR
+from cliper.stages.train import META_FILE
+from cliper.view_report import (
+    ABLATION_FILE,
+    FUSIONS_FILE,
+    GAIN,
+    GAIN_HIGH,
+    GAIN_LOW,
+    REPORT_FILE,
+    WEIGHTS_FILE,
+)
+
+METRICS_FILE, MLFLOW_FILE = "metrics.json", "mlflow.json"
+RERUN_HINT = "run `dvc repro` (or `cliper run train` and `cliper run evaluate`) first"
+# the over-seeds companion of the view report, shown when the project has it (the cliper repository)
+BENCHMARK_REPORT = "benchmarks/results/demo_experiments.md"
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewLine:
+    """One text view: mean fusion weight (None for a fusion without weights) and the metric alone."""
+
+    view: str
+    mean_weight: float | None
+    alone: float | None  # test metric of the trained model fed this view only
+    gain: float | None  # alone / all views - 1, with its paired interval
+    low: float | None
+    high: float | None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSummary:
+    """What :func:`summary_lines` prints (``cliper summary --json`` writes it as it is)."""
+
+    backbone: str
+    fusion: str | None
+    metric: str
+    test: float
+    interval: tuple[float, float] | None
+    level: float | None
+    n_test_users: int | None
+    valid: float
+    best_epoch: int
+    point: dict[str, Any]
+    grid_size: int
+    views: list[ViewLine]
+    fusions: list[dict[str, Any]]  # retrained fusions: name, test metric, gain, low, high
+    files: dict[str, str]  # label -> path, the ones that exist
+    mlflow: dict[str, str]
+
+
+def read_summary(params: Params, root: Path) -> RunSummary:
+    """Collect the summary of the run whose outputs lie under ``root`` (paths from ``params``).
+
+    Raises:
+        CliperError: an output is missing or lacks a field; the message names the file and the fix.
+    """
+    evaluate_dir, metric = root / params.evaluate.out_dir, params.evaluate.valid_metric
+    metrics = _read_json(evaluate_dir / METRICS_FILE)
+    meta = _read_json(root / params.train.out_dir / META_FILE)
+    source = evaluate_dir / METRICS_FILE
+    ci = metrics.get("test_ci", {})
+    interval = (ci[metric]["low"], ci[metric]["high"]) if metric in ci else None
+    views_dir = evaluate_dir / VIEW_REPORT_DIR
+    return RunSummary(
+        backbone=str(_field(metrics, "backbone", source)),
+        fusion=metrics.get("fusion"),
+        metric=metric,
+        test=float(_field(_field(metrics, "test", source), metric, source, "test")),
+        interval=interval,
+        level=ci.get("level") if interval else None,
+        n_test_users=ci.get("n_users") if interval else None,
+        valid=float(_field(_field(metrics, "valid", source), metric, source, "valid")),
+        best_epoch=int(_field(metrics, "best_epoch", source)),
+        point=dict(meta.get("point", {})),
+        grid_size=len(meta.get("grid", [])) or 1,
+        views=view_lines(views_dir, metric),
+        fusions=fusion_lines(views_dir / FUSIONS_FILE, metric),
+        files=_files(root, params),
+        mlflow=_read_json(evaluate_dir / MLFLOW_FILE) if (evaluate_dir / MLFLOW_FILE).exists() else {},
+    )
+
+
+def view_lines(views_dir: Path, metric: str) -> list[ViewLine]:
+    """Per view: its mean weight (``view_weights.csv``) and its row alone in ``ablation.csv``.
+
+    The ablation's first row is the trained model (all its views); an "alone" row is any later
+    row fed exactly one view. An ID-only run has neither file: no lines.
+    """
+    ablation_path, weights_path = views_dir / ABLATION_FILE, views_dir / WEIGHTS_FILE
+    if not ablation_path.exists():
+        return []
+    ablation = _read_csv(ablation_path, ("variant", "views", metric, GAIN, GAIN_LOW, GAIN_HIGH))
+    trained_views = str(ablation["views"].iloc[0]).split(",")
+    alone = {row["views"]: row for _, row in ablation.iloc[1:].iterrows() if "," not in str(row["views"])}
+    weights: dict[str, float] = {}
+    if weights_path.exists():
+        table = _read_csv(weights_path, ("view", "mean"))
+        weights = dict(zip(table["view"], table["mean"].astype(float), strict=True))
+    lines = []
+    for view in trained_views:
+        row = alone.get(view)
+        lines.append(ViewLine(
+            view, weights.get(view),
+            *(None,) * 4 if row is None else (_num(row[metric]), _num(row[GAIN]), _num(row[GAIN_LOW]),
+                                              _num(row[GAIN_HIGH])),
+        ))  # fmt: skip
+    return lines
+
+
+def fusion_lines(path: Path, metric: str) -> list[dict[str, Any]]:
+    """The retrained fusions of ``fusions.csv`` (the first row is the trained model, left out)."""
+    if not path.exists():
+        return []
+    column = f"test {metric}"
+    table = _read_csv(path, ("fusion", column, GAIN, GAIN_LOW, GAIN_HIGH))
+    return [
+        {"fusion": row["fusion"], "test": _num(row[column]), "gain": _num(row[GAIN]),
+         "low": _num(row[GAIN_LOW]), "high": _num(row[GAIN_HIGH])}
+        for _, row in table.iloc[1:].iterrows()
+    ]  # fmt: skip
+
+
+def summary_lines(s: RunSummary) -> list[str]:
+    """The summary as plain text lines (``cliper summary``)."""
+    model = s.backbone + (f" + {s.fusion} fusion of {len(s.views)} text views" if s.views else "")
+    headline = f"{model}: test {s.metric} {s.test:.4f}"
+    if s.interval is not None:
+        users = "test users" if s.n_test_users is None else f"{s.n_test_users} test users"
+        level = "" if s.level is None else f"{s.level:.0%} "
+        headline += f" ({level}interval {s.interval[0]:.4f} to {s.interval[1]:.4f}, bootstrap over {users})"
+    point = ", ".join(f"{k}={v}" for k, v in sorted(s.point.items())) or "the defaults"
+    lines = [headline, f"  chosen on valid ({s.metric} {s.valid:.4f} at epoch {s.best_epoch}) "
+             f"among {s.grid_size} grid point(s): {point}"]
+    if s.views:
+        width = max(len(v.view) for v in s.views + [ViewLine("view", None, None, None, None, None)])
+        lines += ["", f"Views: mean fusion weight; test {s.metric} of the trained model fed that view "
+                      "alone, and its change against all views:",
+                  f"  {'view':<{width}}  weight   alone   vs all views"]
+        for v in s.views:
+            weight = "     -" if v.mean_weight is None else f"{v.mean_weight:6.3f}"
+            alone = "" if v.alone is None else f"  {v.alone:.4f}  {_gain(v.gain, v.low, v.high)}"
+            lines.append(f"  {v.view:<{width}}  {weight}{alone}")
+    if s.fusions:
+        cells = [f"{f['fusion']} {_gain(f['gain'], f['low'], f['high'])}" for f in s.fusions]
+        lines += ["", f"Fusions retrained at the chosen point, test {s.metric} against the trained model:",
+                  "  " + "; ".join(cells)]
+    lines += ["", "One training run: the intervals cover test users, not training seeds."]
+    if "over seeds" in s.files:
+        lines[-1] += f" Over seeds and catalogs: {s.files['over seeds']}"
+    lines += ["", "Look next:"] + [f"  {label:<14} {path}" for label, path in s.files.items()
+                                   if label != "over seeds"]
+    if s.mlflow:
+        run, ui = s.mlflow.get("run_url", ""), s.mlflow.get("ui_command", "")
+        lines += [f"  {'MLflow run':<14} {run}  (UI: {ui})",
+                  f"  {'registered':<14} {s.mlflow.get('model_uri', '')} as challenger; "
+                  "promote it: cliper promote --dry-run"]
+    return lines
+
+
+def summary_json(s: RunSummary) -> str:
+    """The summary as JSON (NaN and missing values as null)."""
+    return json.dumps(dataclasses.asdict(s), indent=2, default=str)
+
+
+def _gain(gain: float | None, low: float | None, high: float | None) -> str:
+    if gain is None:
+        return "(no interval)"
+    interval = "" if low is None or high is None else f" ({low:+.1%} to {high:+.1%})"
+    return f"{gain:+.1%}{interval}"
+
+
+def _files(root: Path, params: Params) -> dict[str, str]:
+    evaluate_dir, train_reports = root / params.evaluate.out_dir, root / params.train.reports_dir
+    candidates = {
+        "view report": evaluate_dir / VIEW_REPORT_DIR / REPORT_FILE,
+        "view weights": evaluate_dir / "plots" / "view_weights_hist.png",
+        "metrics at K": evaluate_dir / "plots" / "metrics_at_k.png",
+        "training curve": train_reports / "plots" / "history.png",
+        "metrics": evaluate_dir / METRICS_FILE,
+        "over seeds": root / BENCHMARK_REPORT,
+    }
+    return {label: str(path) for label, path in candidates.items() if path.exists()}
+
+
+def _num(value: Any) -> float | None:
+    number = float(value)
+    return None if math.isnan(number) else number
+
+
+def _field(mapping: dict[str, Any], key: str, source: Path, within: str | None = None) -> Any:
+    if not isinstance(mapping, dict) or key not in mapping:
+        where = f"'{within}.{key}'" if within else f"'{key}'"
+        raise CliperError(f"{source}: no {where} field; it was written by another version or cut short: "
+                          f"{RERUN_HINT}")
+    return mapping[key]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise CliperError(f"{path} not found: this project has no finished run yet; {RERUN_HINT}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CliperError(f"{path}: not valid JSON ({exc}); {RERUN_HINT}") from exc
+    if not isinstance(data, dict):
+        raise CliperError(f"{path}: expected a JSON object, got {type(data).__name__}; {RERUN_HINT}")
+    return data
+
+
+def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    table = pd.read_csv(path)
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise CliperError(f"{path}: missing column(s) {missing}; expected {list(columns)}; {RERUN_HINT}")
+    return table
