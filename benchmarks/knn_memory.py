@@ -60,13 +60,13 @@ def measure(n_items: int, dim: int, k: int) -> dict:
 
 def plot(rows: list[dict], path: Path) -> None:
     """Seconds and peak RSS against items (log-log) with linear and quadratic guides."""
-    import matplotlib
+    from matplotlib.figure import Figure  # here: the measured child processes import this module
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from cliper import plots
 
     x = [r["items"] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    axes = fig.subplots(1, 2)
     for ax, key, title in ((axes[0], "seconds", "kNN build s"), (axes[1], "rss_peak_mb", "peak RSS MB")):
         y = [r[key] for r in rows]
         ax.plot(x, y, "o-", label="measured")
@@ -76,8 +76,7 @@ def plot(rows: list[dict], path: Path) -> None:
     axes[1].plot(x, [r["dense_sim_matrix_mb"] for r in rows], "x-", color="red", label="dense I x I matrix")
     axes[1].legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plots.save_png(fig, path)
 
 
 def main() -> None:

@@ -96,10 +96,9 @@ def row(scale: int, r: dict, batches_per_epoch: int | None = None) -> dict:
 
 def plot(rows: list[dict], path: Path) -> None:
     """Log-log panels against train pairs, with a linear (slope 1) guide from the 1x point."""
-    import matplotlib
+    from matplotlib.figure import Figure  # here: the measured child processes import this module
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from cliper import plots
 
     panels = [
         ("batch_s", "s per training batch"),
@@ -109,7 +108,8 @@ def plot(rows: list[dict], path: Path) -> None:
         ("rss_peak_mb", "peak RSS MB"),
         ("eval_rss_increase_mb", "evaluation RSS increase MB"),
     ]
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
+    fig = Figure(figsize=(13, 7))
+    axes = fig.subplots(2, 3)
     for ax, (key, title) in zip(axes.flat, panels, strict=True):
         for model in dict.fromkeys(r["model"] for r in rows):
             pts = sorted((r["train_pairs"], r[key]) for r in rows if r["model"] == model and r[key] > 0)
@@ -122,9 +122,7 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.set_title(title), ax.set_xlabel("train pairs")
     axes.flat[0].legend(title="dotted: linear")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plots.save_png(fig, path)
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
