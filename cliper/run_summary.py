@@ -5,7 +5,7 @@ Reads what the train and evaluate stages wrote and recomputes nothing: the test 
 point was chosen, and for a multimodal model what the view report says about the views (each
 view's mean fusion weight, and the test metric with that view alone against all views, from the
 same trained model with its paired interval) and about the retrained fusions. It ends with the
-files and the MLflow run to look at next. Everything shown is from one training run; the
+files and the MLflow run to look at next. Everything shown is from one training seed; the
 intervals cover test users, not training seeds.
 """
 
@@ -157,8 +157,9 @@ def summary_lines(s: RunSummary) -> list[str]:
              f"among {s.grid_size} grid point(s): {point}"]
     if s.views:
         width = max(len(v.view) for v in s.views + [ViewLine("view", None, None, None, None, None)])
+        change = f"its test {_gain_metric(s.metric)}" if _gain_metric(s.metric) != s.metric else "its"
         lines += ["", f"Views: mean fusion weight; test {s.metric} of the trained model fed that view "
-                      "alone, and its change against all views:",
+                      f"alone, and {change} change against all views:",
                   f"  {'view':<{width}}  weight   alone   vs all views"]
         for v in s.views:
             weight = "     -" if v.mean_weight is None else f"{v.mean_weight:6.3f}"
@@ -166,18 +167,20 @@ def summary_lines(s: RunSummary) -> list[str]:
             lines.append(f"  {v.view:<{width}}  {weight}{alone}")
     if s.fusions:
         cells = [f"{f['fusion']} {_gain(f['gain'], f['low'], f['high'])}" for f in s.fusions]
-        lines += ["", f"Fusions retrained at the chosen point, test {s.metric} against the trained model:",
+        lines += ["", f"Fusions retrained at the chosen point, test {_gain_metric(s.metric)} against the "
+                      "trained model:",
                   "  " + "; ".join(cells)]
-    lines += ["", "One training run: the intervals cover test users, not training seeds."]
+    lines += ["", "One training seed: the intervals cover test users, not training seeds."]
     if "over seeds" in s.files:
         lines[-1] += f" Over seeds and catalogs: {s.files['over seeds']}"
     lines += ["", "Look next:"] + [f"  {label:<14} {path}" for label, path in s.files.items()
                                    if label != "over seeds"]
     if s.mlflow:
         run, ui = s.mlflow.get("run_url", ""), s.mlflow.get("ui_command", "")
-        lines += [f"  {'MLflow run':<14} {run}  (UI: {ui})",
-                  f"  {'registered':<14} {s.mlflow.get('model_uri', '')} as challenger; "
-                  "promote it: cliper promote --dry-run"]
+        lines.append(f"  {'MLflow run':<14} {run}  (UI: {ui})")
+        if "model_uri" in s.mlflow:
+            lines.append(f"  {'registered':<14} {s.mlflow['model_uri']} as challenger; "
+                         "promote it: cliper promote --dry-run")
     return lines
 
 
@@ -186,9 +189,14 @@ def summary_json(s: RunSummary) -> str:
     return json.dumps(dataclasses.asdict(s), indent=2, default=str)
 
 
+def _gain_metric(metric: str) -> str:
+    """The metric of the view report's gain columns: recall at the valid metric's K."""
+    return f"recall@{metric.rsplit('@', 1)[-1]}"
+
+
 def _gain(gain: float | None, low: float | None, high: float | None) -> str:
     if gain is None:
-        return "(no interval)"
+        return "-"
     interval = "" if low is None or high is None else f" ({low:+.1%} to {high:+.1%})"
     return f"{gain:+.1%}{interval}"
 

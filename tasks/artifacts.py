@@ -2,8 +2,9 @@
 
 Every stage gets one markdown artifact keyed ``cliper-<stage>`` (status, duration and a table
 of the metrics files ``dvc.yaml`` declares for it); ``validate`` adds its validation report
-(every suite and expectation, as markdown) and ``evaluate`` its view report and a link to its
-MLflow run when the stage wrote ``<evaluate.out_dir>/mlflow.json``. Keys are stable, so the UI
+(every suite and expectation, as markdown) and ``evaluate`` the run's summary (``cliper
+summary``), its view report and a link to its MLflow run when the stage wrote
+``<evaluate.out_dir>/mlflow.json``. Keys are stable, so the UI
 shows each stage's history.
 """
 
@@ -19,6 +20,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from cliper.config import flatten, load_params
 from cliper.data.validation_report import REPORT_FILE as REPORT_HTML
 from cliper.data.validation_report import REPORT_MARKDOWN
+from cliper.errors import CliperError
 from tasks.dvc import StageFailed, StageOutcome
 
 MAX_ROWS = 80
@@ -92,6 +94,7 @@ def publish(outcome: StageOutcome, root: Path) -> list[str]:
     if outcome.stage == "validate":
         keys += _publish_validation_report(root, params.validate.out_dir)
     if outcome.stage == "evaluate":
+        keys += _publish_summary(params, root)
         keys += _publish_mlflow(root / params.evaluate.out_dir / MLFLOW_FILE)
         keys += _publish_view_report(root / params.evaluate.out_dir / VIEW_REPORT)
     return keys
@@ -132,6 +135,20 @@ def _publish_validation_report(root: Path, out_dir: str) -> list[str]:
         f"The same report as one HTML page (works offline): `{(folder / REPORT_HTML).resolve()}`; it is "
         "also an artifact of the evaluate stage's MLflow run (`reports/validate/report.html`).",
         "Validation results of the ingested data: every suite and expectation")
+
+
+def _publish_summary(params: Any, root: Path) -> list[str]:
+    """``cliper summary`` of the evaluated run: the test figure, the views, the files to open."""
+    from cliper.run_summary import read_summary, summary_lines
+
+    key = artifact_key("evaluate", "summary")
+    try:
+        text = "\n".join(summary_lines(read_summary(params, root)))
+    except CliperError as exc:  # the stage ran; say why its outputs could not be summarised
+        text = f"no summary: {exc}"
+    create_markdown_artifact(f"# Run summary\n\n```\n{text}\n```\n", key=key,
+                             description="The evaluated run on one screen (`cliper summary`)")
+    return [key]
 
 
 def _publish_view_report(path: Path) -> list[str]:

@@ -159,7 +159,8 @@ def test_prefect_artifacts_page_shows_the_stage_tables(browser, prefect_server_p
     run_id = promoted_pipeline[1].state_details.flow_run_id
     for key, texts in (("cliper-validate-report", ("Validation report: PASSED", "Suites", "Expectations")),
                        ("cliper-evaluate", ("Stage evaluate", "test.recall@20")),
-                       ("cliper-evaluate-views", ("View report",))):
+                       ("cliper-evaluate-views", ("View report",)),
+                       ("cliper-evaluate-summary", ("Run summary", "test recall@20"))):
         browser.get(f"{base}/artifacts/artifact/{_artifact_id(run_id, key)}")
         wait_for_text(browser, screenshot_dir / f"prefect_artifact_{key}.png", *texts)
 

@@ -7,6 +7,7 @@ session's temporary Prefect server and read task runs and artifacts back through
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from uuid import UUID
@@ -251,5 +252,7 @@ def test_whole_pipeline_with_promotion(promoted_pipeline) -> None:
     assert "cliper-promote" in found
     if (tiny_project / "reports/evaluate/mlflow.json").is_file():
         assert "/runs/" in found["cliper-evaluate-mlflow"].data
+    metrics = json.loads((tiny_project / "reports/evaluate/metrics.json").read_text())
+    assert f"test recall@20 {metrics['test']['recall@20']:.4f}" in found["cliper-evaluate-summary"].data
     assert again.is_completed(), again.message
     assert [r["status"] for r in again.result()] == ["skipped"] * len(STAGES)

@@ -116,3 +116,18 @@ def _params_yaml(params) -> str:  # noqa: ANN001
     from cliper.config import to_dict
 
     return yaml.safe_dump(to_dict(params))
+
+
+def test_an_ndcg_run_shows_ndcg_and_labels_the_recall_gains(finished) -> None:
+    """The view report's gain columns are recall at the valid metric's K, whatever that metric is."""
+    import dataclasses
+
+    root, params = finished
+    ndcg = dataclasses.replace(params, evaluate=dataclasses.replace(params.evaluate, valid_metric="ndcg@10"))
+    s = read_summary(ndcg, root)
+    ablation = pd.read_csv(root / "reports/evaluate/views/ablation.csv").set_index("variant")
+    assert s.metric == "ndcg@10" and s.views[0].alone == ablation.loc["only title", "ndcg@10"]
+    assert s.views[0].gain == ablation.loc["only title", GAIN]  # recall@10 based, as the report's
+    text = "\n".join(summary_lines(s))
+    assert "test ndcg@10 of the trained model fed that view alone, and its test recall@10 change" in text
+    assert "Fusions retrained at the chosen point, test recall@10 against the trained model" in text
