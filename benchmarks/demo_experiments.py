@@ -201,6 +201,27 @@ def restore(root: Path) -> None:
     subprocess.run(["dvc", "checkout", "--force", "--quiet"], cwd=root, check=False)
 
 
+def extra_overrides(records: list[dict[str, Any]]) -> str:
+    """The params each run set beyond its arm's own definition (``--set``), as one text.
+
+    One text when every arm's runs agree; else per arm, so that a merged report (e.g. one arm's
+    runs carried over from another benchmark) says which runs had which.
+    """
+    arms = ARMS | FUSION_FORMS
+    per_arm: dict[str, set[str]] = {}
+    for r in records:
+        if r["arm"] not in arms:  # a retrained fusion's row: its model's own run says it
+            continue
+        own = with_grid(arms[r["arm"]])
+        extra = {k: v for k, v in r.get("overrides", {}).items() if own.get(k) != v}
+        text = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(extra.items()))
+        per_arm.setdefault(r["arm"], set()).add(text or "none")
+    texts = {arm: " | ".join(sorted(found)) for arm, found in per_arm.items()}
+    if len(set(texts.values())) <= 1:
+        return next(iter(texts.values()), "none")
+    return "; ".join(f"{arm}: {text}" for arm, text in texts.items())
+
+
 def report(records: list[dict[str, Any]], arms: list[str], catalogs: list[int], seeds: list[int],
            per_user: dict[str, np.ndarray] | None = None) -> str:
     """Per-catalog tables, then the pooled one (catalog x seed as the replicate)."""
@@ -222,6 +243,7 @@ def report(records: list[dict[str, Any]], arms: list[str], catalogs: list[int], 
             "adapt_i2t_r10": ", ".join(sorted({f"{r['adapt_i2t_r10']:.3f}" for r in rows})),
             "adapt_chance_r10": 0.05,
             "tuning": "grid chosen on valid",
+            "overrides": extra_overrides(rows),
         }
         body = markdown(summary, meta).split("\n", 2)[2]  # drop the single-run title
         title = f"catalog demo.seed={catalog}" if catalog is not None else "pooled (catalog x seed)"

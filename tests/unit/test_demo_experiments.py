@@ -142,3 +142,22 @@ def test_a_report_of_some_arms_says_the_targets_were_not_measured() -> None:
     meta = {"seeds": [1, 2], "catalog": "7", "features": "f", "adapt_i2t_r10": 0.9, "adapt_chance_r10": 0.05,
             "tuning": "grid"}
     assert f"- {len(TARGETS)} of {len(TARGETS)} not measured" in markdown(summary, meta)
+
+
+def test_report_names_the_params_runs_set_beyond_their_arm() -> None:
+    """``--set`` overrides reach the report; a merge of runs with and without them says which arm had which."""
+    from demo_quality import with_grid
+
+    cliper, image_title, lightgcn = list(ARMS)[:3]
+
+    def run(arm: str, extra: dict) -> dict:
+        return {"arm": arm, "overrides": {**with_grid(ARMS[arm]), **extra}}
+
+    nine = {"clip.adapt.epochs": 9}
+    assert demo_experiments.extra_overrides([run(cliper, nine), run(image_title, nine)]) == "clip.adapt.epochs=9"
+    assert demo_experiments.extra_overrides([run(cliper, {}), run(lightgcn, {})]) == "none"
+    merged = demo_experiments.extra_overrides([run(cliper, nine), run(lightgcn, {})])
+    assert merged == f"{cliper}: clip.adapt.epochs=9; {lightgcn}: none"
+    # the arm's own grid values are not overrides; another value for one of them is
+    changed = {"train.backbones": {"lightgcn": {"n_layers": [3], "reg_weight": [0.001, 0.0001]}}}
+    assert "n_layers" in demo_experiments.extra_overrides([run(lightgcn, changed)])
