@@ -145,7 +145,7 @@ def test_a_report_of_some_arms_says_the_targets_were_not_measured() -> None:
 
 
 def test_report_names_the_params_runs_set_beyond_their_arm() -> None:
-    """``--set`` overrides reach the report; a merge of runs with and without them says which arm had which."""
+    """``--set`` overrides reach the report; a merge of runs with and without them says which had which."""
     from demo_quality import with_grid
 
     cliper, image_title, lightgcn = list(ARMS)[:3]
@@ -154,7 +154,8 @@ def test_report_names_the_params_runs_set_beyond_their_arm() -> None:
         return {"arm": arm, "overrides": {**with_grid(ARMS[arm]), **extra}}
 
     nine = {"clip.adapt.epochs": 9}
-    assert demo_experiments.extra_overrides([run(cliper, nine), run(image_title, nine)]) == "clip.adapt.epochs=9"
+    both = [run(cliper, nine), run(image_title, nine)]
+    assert demo_experiments.extra_overrides(both) == "clip.adapt.epochs=9"
     assert demo_experiments.extra_overrides([run(cliper, {}), run(lightgcn, {})]) == "none"
     merged = demo_experiments.extra_overrides([run(cliper, nine), run(lightgcn, {})])
     assert merged == f"{cliper}: clip.adapt.epochs=9; {lightgcn}: none"
