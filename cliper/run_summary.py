@@ -179,8 +179,8 @@ def summary_lines(s: RunSummary) -> list[str]:
         run, ui = s.mlflow.get("run_url", ""), s.mlflow.get("ui_command", "")
         lines.append(f"  {'MLflow run':<14} {run}  (UI: {ui})")
         if "model_uri" in s.mlflow:
-            lines.append(f"  {'registered':<14} {s.mlflow['model_uri']} as challenger; "
-                         "promote it: cliper promote --dry-run")
+            lines.append(f"  {'registered':<14} {s.mlflow['model_uri']}, as the challenger "
+                         "(`cliper promote --dry-run` compares it with the champion)")
     return lines
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
-from cliper.config import flatten, load_params
+from cliper.config import Params, flatten, load_params
 from cliper.data.validation_report import REPORT_FILE as REPORT_HTML
 from cliper.data.validation_report import REPORT_MARKDOWN
 from cliper.errors import CliperError
@@ -137,7 +137,7 @@ def _publish_validation_report(root: Path, out_dir: str) -> list[str]:
         "Validation results of the ingested data: every suite and expectation")
 
 
-def _publish_summary(params: Any, root: Path) -> list[str]:
+def _publish_summary(params: Params, root: Path) -> list[str]:
     """``cliper summary`` of the evaluated run: the test figure, the views, the files to open."""
     from cliper.run_summary import read_summary, summary_lines
 
