@@ -29,6 +29,7 @@ from cliper.view_report import (
     GAIN,
     GAIN_HIGH,
     GAIN_LOW,
+    HIST_FILE,
     REPORT_FILE,
     WEIGHTS_FILE,
 )
@@ -83,7 +84,9 @@ def read_summary(params: Params, root: Path) -> RunSummary:
     meta = _read_json(root / params.train.out_dir / META_FILE)
     source = evaluate_dir / METRICS_FILE
     ci = metrics.get("test_ci", {})
-    interval = (ci[metric]["low"], ci[metric]["high"]) if metric in ci else None
+    bounds, where = ci.get(metric), f"test_ci.{metric}"  # test_ci: recall and ndcg only
+    interval = None if bounds is None else (_field(bounds, "low", source, where),
+                                            _field(bounds, "high", source, where))
     views_dir = evaluate_dir / VIEW_REPORT_DIR
     return RunSummary(
         backbone=str(_field(metrics, "backbone", source)),
@@ -205,7 +208,7 @@ def _files(root: Path, params: Params) -> dict[str, str]:
     evaluate_dir, train_reports = root / params.evaluate.out_dir, root / params.train.reports_dir
     candidates = {
         "view report": evaluate_dir / VIEW_REPORT_DIR / REPORT_FILE,
-        "view weights": evaluate_dir / "plots" / "view_weights_hist.png",
+        "view weights": evaluate_dir / "plots" / HIST_FILE,
         "metrics at K": evaluate_dir / "plots" / "metrics_at_k.png",
         "training curve": train_reports / "plots" / "history.png",
         "metrics": evaluate_dir / METRICS_FILE,
