@@ -48,7 +48,7 @@ def tiny_params(extra: dict | None = None) -> dict:
     """The repository's params.yaml with the tiny overrides (and ``extra``) applied."""
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     params["train"]["backbones"] = {}  # one grid point (the demo's default grid is 4); grid tests set theirs
-    params["train"]["compare_fusions"] = []  # the demo retrains 3 fusions; test_view_report tests them
+    params["train"]["compare_fusions"] = []  # the demo retrains the mean fusion; test_view_report tests them
     return deep_update(deep_update(params, TINY_OVERRIDES), extra or {})
 
 
