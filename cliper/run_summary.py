@@ -19,10 +19,11 @@ from typing import Any
 
 import pandas as pd
 
+from cliper import io
 from cliper.config import Params
 from cliper.errors import CliperError
-from cliper.stages.evaluate import VIEW_REPORT_DIR
-from cliper.stages.train import META_FILE
+from cliper.stages.evaluate import METRICS_AT_K_PLOT, METRICS_FILE, MLFLOW_FILE, VIEW_REPORT_DIR
+from cliper.stages.train import HISTORY_PLOT, META_FILE
 from cliper.view_report import (
     ABLATION_FILE,
     FUSIONS_FILE,
@@ -34,7 +35,6 @@ from cliper.view_report import (
     WEIGHTS_FILE,
 )
 
-METRICS_FILE, MLFLOW_FILE = "metrics.json", "mlflow.json"
 RERUN_HINT = "run `dvc repro` (or `cliper run train` and `cliper run evaluate`) first"
 # the over-seeds companion of the view report, shown when the project has it (the cliper repository)
 BENCHMARK_REPORT = "benchmarks/results/demo_experiments.md"
@@ -209,8 +209,8 @@ def _files(root: Path, params: Params) -> dict[str, str]:
     candidates = {
         "view report": evaluate_dir / VIEW_REPORT_DIR / REPORT_FILE,
         "view weights": evaluate_dir / "plots" / HIST_FILE,
-        "metrics at K": evaluate_dir / "plots" / "metrics_at_k.png",
-        "training curve": train_reports / "plots" / "history.png",
+        "metrics at K": evaluate_dir / METRICS_AT_K_PLOT,
+        "training curve": train_reports / HISTORY_PLOT,
         "metrics": evaluate_dir / METRICS_FILE,
         "over seeds": root / BENCHMARK_REPORT,
     }
@@ -233,10 +233,7 @@ def _field(mapping: dict[str, Any], key: str, source: Path, within: str | None =
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise CliperError(f"{path} not found: this project has no finished run yet; {RERUN_HINT}")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CliperError(f"{path}: not valid JSON ({exc}); {RERUN_HINT}") from exc
+    data = io.read_json(path)  # names the file when it is not valid JSON
     if not isinstance(data, dict):
         raise CliperError(f"{path}: expected a JSON object, got {type(data).__name__}; {RERUN_HINT}")
     return data

@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 MISSING_IMAGES_FILE = "missing_images.csv"
 VIEW_REPORT_DIR = "views"
+METRICS_FILE, MLFLOW_FILE = "metrics.json", "mlflow.json"  # read back by cliper summary and the flow
+METRICS_AT_K_PLOT = "plots/metrics_at_k.png"
 PER_USER_FILE = "per_user_test.csv"  # per test user: recall/ndcg at the valid metric's K
 
 
@@ -224,7 +226,7 @@ def run(params: Params, root: Path) -> StageResult:
         "test_ci": headline_interval(params, per_user),
     }
     out = root / e.out_dir
-    outputs = {"metrics": str(io.write_json(out / "metrics.json", metrics))}
+    outputs = {"metrics": str(io.write_json(out / METRICS_FILE, metrics))}
     with io.atomic_path(out / PER_USER_FILE) as tmp:
         per_user.to_csv(tmp, index=False, float_format="%.6g")
     outputs["per_user"] = str(out / PER_USER_FILE)
@@ -233,7 +235,7 @@ def run(params: Params, root: Path) -> StageResult:
         "test": results["test"],
         **{f"test/{k}": v for k, v in slices.items()},
     }
-    outputs["plot"] = str(plots.plot_metrics_at_k(groups, out / "plots" / "metrics_at_k.png"))
+    outputs["plot"] = str(plots.plot_metrics_at_k(groups, out / METRICS_AT_K_PLOT))
     if features is not None:
         outputs.update(_view_report(params, model, splits, features, slices, fusions, out, test_hits))
     else:  # views/ is a DVC output of the stage: an ID-only backbone says why it has no view analysis
@@ -250,5 +252,5 @@ def run(params: Params, root: Path) -> StageResult:
         from cliper import tracking
 
         logged = tracking.log_and_register(params, root, metrics)
-        outputs["mlflow"] = str(io.write_json(out / "mlflow.json", logged))
+        outputs["mlflow"] = str(io.write_json(out / MLFLOW_FILE, logged))
     return StageResult(stage="evaluate", outputs=outputs, metrics=flat)

@@ -43,6 +43,7 @@ TIMING_FILE = "timing.json"
 TIMING_KEYS = ("seconds_per_epoch",)  # of each grid record: written to TIMING_FILE, not train_meta.json
 
 META_FILE = "train_meta.json"
+HISTORY_PLOT = "plots/history.png"  # under train.reports_dir
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,7 @@ def _write_reports(
     # model the file is stale, and cliper.tracking ignores it
     timing = {**timing, "history_sha256": io.sha256_file(outputs["history"]), "epochs": epochs}
     outputs["timing"] = str(io.write_json(reports / TIMING_FILE, timing))
-    outputs["history_plot"] = str(plots.plot_history(history, reports / "plots" / "history.png", valid_key))
+    outputs["history_plot"] = str(plots.plot_history(history, reports / HISTORY_PLOT, valid_key))
     weights = model.view_weights()
     df = pd.DataFrame(
         {
