@@ -75,7 +75,9 @@ class ClipConfig:
     """One CLIP model for views and images; shared by adapt and extract.
 
     ``precision``: ``amp`` = autocast on CUDA (plain fp32 on CPU); ``fp16``/``bf16`` cast the
-    weights (CUDA only for fp16); ``fp32`` everywhere.
+    weights (CUDA only for fp16); ``fp32`` everywhere. ``channels_last`` stores the image
+    tower's convolution weights in NHWC layout, which oneDNN and cuDNN run faster (the demo's adapt
+    stage: ``benchmarks/results/adapt_speed.md``); the float results differ only by rounding.
     """
 
     model: str = "cliper-tiny-resnet"
@@ -85,6 +87,7 @@ class ClipConfig:
     allow_download: bool = False  # opt-in: open_clip / huggingface_hub may download clip.pretrained
     precision: Literal["fp32", "amp", "fp16", "bf16"] = "amp"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    channels_last: bool = True  # convolution weights in NHWC layout (same maths, faster kernels)
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
 

@@ -160,6 +160,7 @@ def load_clip(
     root: Path | None = None,
     seed: int = 0,
     allow_download: bool = False,
+    channels_last: bool = False,
 ) -> LoadedClip:
     """Build ``model`` with open_clip, load the local checkpoint, return model + transform + tokenizer.
 
@@ -172,6 +173,8 @@ def load_clip(
         root: project root for relative checkpoint paths.
         seed: torch seed for a random-init model (same seed, same weights).
         allow_download: let open_clip / huggingface_hub download a tag or hub checkpoint.
+        channels_last: keep the convolution weights in NHWC layout (faster on oneDNN and cuDNN;
+            the outputs differ from the default layout's by rounding only).
 
     Raises:
         CliperError: unknown model, unusable ``pretrained``, or fp16 on CPU.
@@ -194,6 +197,8 @@ def load_clip(
         if checkpoint is None:
             raise
         raise CliperError(checkpoint_error(checkpoint, model, exc)) from exc
+    if channels_last:
+        net.to(memory_format=torch.channels_last)  # only 4-d tensors change; activations follow
     net.eval()
     tokenizer = open_clip.get_tokenizer(model)
     sha = sha256_file(checkpoint) if checkpoint else None
@@ -202,16 +207,25 @@ def load_clip(
 
 
 def save_checkpoint(model: torch.nn.Module, path: str | Path) -> str:
-    """Save ``model.state_dict()`` (fp32, CPU) atomically; loadable as open_clip ``pretrained``.
+    """Save ``model.state_dict()`` (fp32, CPU, default layout) atomically; loadable as ``pretrained``.
 
     Returns:
         The file's sha256.
     """
     state = {
-        k: v.detach().float().cpu() if v.is_floating_point() else v.detach().cpu()
+        k: _row_major(v.detach().float() if v.is_floating_point() else v.detach()).cpu()
         for k, v in model.state_dict().items()
     }
     return sha256_file(write_torch(path, state))
+
+
+def _row_major(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` with row-major strides: an NHWC (``channels_last``) weight is copied, so the bytes
+    of a checkpoint do not depend on the layout it was trained in (``is_contiguous`` is not enough:
+    a weight with a size-1 axis can be both)."""
+    if tensor.stride() == torch.empty(tensor.shape, device="meta").stride():
+        return tensor
+    return tensor.clone(memory_format=torch.contiguous_format)
 
 
 @contextlib.contextmanager

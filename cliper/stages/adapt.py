@@ -58,7 +58,7 @@ def run(params: Params, root: Path) -> StageResult:
     ordered, manifest = read_outputs(params, root)
     texts = ordered["text"].to_numpy().reshape(len(views), len(manifest))
     loaded = load_clip(clip.model, clip.pretrained, clip.precision, clip.device, root, seed=cfg.seed,
-                       allow_download=clip.allow_download)
+                       allow_download=clip.allow_download, channels_last=clip.channels_last)
     images = image_dataset(loaded, manifest_paths(manifest, root))
     result = adapt_clip(loaded, texts, images, cfg, views.index(cfg.eval_view), clip.extract.num_workers,
                          captions)

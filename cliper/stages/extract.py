@@ -85,7 +85,8 @@ def prepare(params: Params, root: Path, device: str | None = None) -> ExtractSet
     views = list(params.preprocess.views)
     ordered, manifest = read_outputs(params, root)
     info, checkpoint = read_model_info(params, root)
-    loaded = load_clip(clip.model, str(checkpoint), clip.precision, device or clip.device, root)
+    loaded = load_clip(clip.model, str(checkpoint), clip.precision, device or clip.device, root,
+                       channels_last=clip.channels_last)
     if loaded.sha256 != info.get("sha256"):
         raise CliperError(f"{checkpoint}: sha256 differs from {MODEL_JSON}; rerun the adapt stage")
     paths = manifest_paths(manifest, root)
@@ -94,6 +95,7 @@ def prepare(params: Params, root: Path, device: str | None = None) -> ExtractSet
         loaded.sha256,
         clip.precision,
         loaded.device.type,
+        clip.channels_last,
         cfg.batch_size,
         views,
         inputs_digest(ordered, manifest, paths),

@@ -336,3 +336,25 @@ def test_caption_views_that_are_not_distinct_known_views_are_refused(names):
     assert caption_rows(["description", "brand"], views) == [2, 1] and caption_rows(None, views) is None
     with pytest.raises(CliperError, match=r"clip\.adapt\.caption_views .*preprocess\.views"):
         caption_rows(names, views)
+
+
+def test_optimizer_is_fused_on_cpu_and_updates_as_adamw():
+    """make_optimizer: torch's fused AdamW kernel on CPU, the same steps as the per-tensor loop."""
+    from cliper.clip.adapt import make_optimizer
+
+    cfg = AdaptConfig(lr=1e-2, weight_decay=0.1)
+    torch.manual_seed(0)
+    start = [torch.randn(5, 3), torch.randn(7)]
+    fused_w = [w.clone().requires_grad_() for w in start]
+    loop_w = [w.clone().requires_grad_() for w in start]
+    fused = make_optimizer(fused_w, cfg, torch.device("cpu"))
+    loop = torch.optim.AdamW(loop_w, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=False)
+    assert fused.defaults["fused"] is True and cfg.lr == fused.defaults["lr"]
+    for step in range(5):
+        for opt, weights in ((fused, fused_w), (loop, loop_w)):
+            opt.zero_grad()
+            sum(((w - step) ** 2).sum() for w in weights).backward()
+            opt.step()
+    for a, b in zip(fused_w, loop_w, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    assert not torch.equal(fused_w[0], start[0])

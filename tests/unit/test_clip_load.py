@@ -43,6 +43,19 @@ def test_demo_resnet_config_is_a_conv_tower_sized_for_cpu():
     assert "64" in repr(loaded.preprocess)  # resized to the tower's 64 px
 
 
+def test_channels_last_keeps_the_outputs_and_saves_the_default_layout(tmp_path):
+    """clip.channels_last: NHWC conv weights, the same embeddings but for rounding, the same checkpoint."""
+    plain = load_clip("cliper-tiny-resnet", None, "fp32", "cpu", seed=3)
+    nhwc = load_clip("cliper-tiny-resnet", None, "fp32", "cpu", seed=3, channels_last=True)
+    conv = nhwc.model.visual.conv1.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert plain.model.visual.conv1.weight.is_contiguous()
+    for a, b in zip(_outputs(plain), _outputs(nhwc), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    saved = save_checkpoint(nhwc.model, tmp_path / "nhwc.bin")
+    assert saved == save_checkpoint(plain.model, tmp_path / "plain.bin")
+
+
 def test_checkpoint_round_trip_through_pretrained_path(tiny, tmp_path):
     sha = save_checkpoint(tiny.model, tmp_path / "ckpt" / "model.bin")
     again = load_clip("cliper-tiny", "ckpt/model.bin", "fp32", "cpu", root=tmp_path, seed=99)
