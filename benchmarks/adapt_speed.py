@@ -1,8 +1,9 @@
 """The adapt stage's training step: the image tower's weight layout and the AdamW kernel, side by side.
 
-``clip.channels_last`` keeps the convolution weights in NHWC layout, and the adapt stage now
-steps with torch's fused AdamW kernel (:func:`cliper.clip.adapt.make_optimizer`). This times the
-real training step (:func:`cliper.clip.adapt._train_step`: both towers forward and backward, the
+``clip.channels_last`` keeps the convolution weights in NHWC layout, and
+``clip.adapt.fused_adamw`` steps with torch's fused AdamW kernel
+(:func:`cliper.clip.adapt.make_optimizer`); both are off by default. This times the real
+training step (:func:`cliper.clip.adapt._train_step`: both towers forward and backward, the
 InfoNCE loss, the optimiser step) in the four combinations, in one process, on the demo's
 batches: ``clip.adapt.batch_size`` of the project's images with their description and global
 captions, as the stage draws them. Rounds alternate the four forms so that machine load hits
@@ -26,6 +27,7 @@ import json
 import platform
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -47,12 +49,12 @@ from cliper.views.images import manifest_paths
 
 REPO = Path(__file__).resolve().parents[1]
 FORMS = {  # name: (channels_last, fused AdamW)
-    "default layout, AdamW loop": (False, False),
+    "default layout, AdamW loop (the default)": (False, False),
     "default layout, fused AdamW": (False, True),
     "channels_last, AdamW loop": (True, False),
-    "channels_last, fused AdamW (the stage)": (True, True),
+    "channels_last, fused AdamW (both options)": (True, True),
 }
-BASELINE = "default layout, AdamW loop"
+BASELINE = "default layout, AdamW loop (the default)"
 
 
 def demo_batches(root: Path, steps: int, seed: int):
@@ -87,8 +89,7 @@ def time_form(loaded, start: dict, form: tuple[bool, bool], batches, cfg) -> flo
     model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     model.train()
     weights = list(model.parameters())
-    opt = (make_optimizer(weights, cfg, torch.device("cpu")) if fused
-           else torch.optim.AdamW(weights, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=False))
+    opt = make_optimizer(weights, replace(cfg, fused_adamw=fused), torch.device("cpu"))
     times = []
     for images, tokens in batches:
         started = time.perf_counter()

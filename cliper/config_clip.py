@@ -24,6 +24,9 @@ class AdaptConfig:
     lr_schedule: Literal["constant", "cosine"] = "constant"
     warmup_fraction: float = field(default=0.05, metadata={"ge": 0, "lt": 1})  # share of steps, cosine only
     weight_decay: float = 0.0
+    # torch's fused AdamW kernel: the same update in one pass, ~7% faster steps on the demo, other
+    # float rounding (benchmarks/results/adapt_speed.md); off by default, like clip.channels_last.
+    fused_adamw: bool = False
     # Weight of a text-text InfoNCE between two different views of the same item (0 = image-text only).
     text_weight: float = 0.0
     # Share of every batch that is mined hard negatives (cliper/clip/hard_batches.py; 0 = random batches).
@@ -77,7 +80,9 @@ class ClipConfig:
     ``precision``: ``amp`` = autocast on CUDA (plain fp32 on CPU); ``fp16``/``bf16`` cast the
     weights (CUDA only for fp16); ``fp32`` everywhere. ``channels_last`` stores the image
     tower's convolution weights in NHWC layout, which oneDNN and cuDNN run faster (the demo's adapt
-    stage: ``benchmarks/results/adapt_speed.md``); the float results differ only by rounding.
+    stage: ``benchmarks/results/adapt_speed.md``). The results differ by rounding only, but over
+    the adapt's steps that rounding moves the demo's single-run figure as another CPU would, so it
+    is off by default (README, "Faster adapt kernels, opt-in").
     """
 
     model: str = "cliper-tiny-resnet"
@@ -87,7 +92,7 @@ class ClipConfig:
     allow_download: bool = False  # opt-in: open_clip / huggingface_hub may download clip.pretrained
     precision: Literal["fp32", "amp", "fp16", "bf16"] = "amp"
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    channels_last: bool = True  # convolution weights in NHWC layout (same maths, faster kernels)
+    channels_last: bool = False  # convolution weights in NHWC layout (same maths, faster kernels)
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
 

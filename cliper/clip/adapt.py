@@ -194,8 +194,9 @@ def _train_step(
 
 
 def make_optimizer(weights: list[torch.Tensor], cfg: AdaptConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW over ``weights``: torch's fused kernel where it has one (the same update, ~6% faster here)."""
-    fused = device.type in FUSED_ADAMW_DEVICES and all(w.is_floating_point() for w in weights)
+    """AdamW over ``weights``; with ``cfg.fused_adamw`` torch's fused kernel, where it has one."""
+    fused = (cfg.fused_adamw and device.type in FUSED_ADAMW_DEVICES
+             and all(w.is_floating_point() for w in weights))
     return torch.optim.AdamW(weights, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
 
 

@@ -338,11 +338,13 @@ def test_caption_views_that_are_not_distinct_known_views_are_refused(names):
         caption_rows(names, views)
 
 
-def test_optimizer_is_fused_on_cpu_and_updates_as_adamw():
-    """make_optimizer: torch's fused AdamW kernel on CPU, the same steps as the per-tensor loop."""
+def test_fused_adamw_is_opt_in_and_updates_as_adamw():
+    """clip.adapt.fused_adamw: torch's fused kernel on CPU, the same steps as the per-tensor loop."""
     from cliper.clip.adapt import make_optimizer
 
-    cfg = AdaptConfig(lr=1e-2, weight_decay=0.1)
+    plain = make_optimizer([torch.zeros(2, requires_grad=True)], AdaptConfig(), torch.device("cpu"))
+    assert not plain.defaults["fused"]  # the default keeps the per-tensor loop (and its float path)
+    cfg = AdaptConfig(lr=1e-2, weight_decay=0.1, fused_adamw=True)
     torch.manual_seed(0)
     start = [torch.randn(5, 3), torch.randn(7)]
     fused_w = [w.clone().requires_grad_() for w in start]
