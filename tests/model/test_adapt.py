@@ -117,6 +117,29 @@ def test_stage_writes_checkpoint_and_report_and_epochs_zero_keeps_weights(tmp_pa
     )
 
 
+def test_stage_trains_in_the_layout_of_clip_channels_last(tmp_path, monkeypatch):
+    """The adapt stage hands clip.channels_last to the model it trains (NHWC weights when true)."""
+    from cliper.stages import adapt as adapt_stage
+
+    items = colour_catalog(tmp_path, n_items=24, size=16)
+    (tmp_path / "data" / "ingested").mkdir(parents=True)
+    items.to_parquet(tmp_path / "data" / "ingested" / "items.parquet")
+    seen = []
+
+    def spy(loaded, *args, **kwargs):
+        seen.append(loaded.model.visual.conv1.weight.is_contiguous(memory_format=torch.channels_last))
+        return adapt_clip(loaded, *args, **kwargs)
+
+    monkeypatch.setattr(adapt_stage, "adapt_clip", spy)
+    for channels_last in (True, False):
+        params = load_params("params.yaml", {"clip.adapt.epochs": 0, "clip.adapt.val_fraction": 0.25,
+                                             "clip.extract.num_workers": 0, "clip.device": "cpu",
+                                             "clip.channels_last": channels_last})
+        run_stage("preprocess", params, tmp_path)
+        run_stage("adapt", params, tmp_path)
+    assert seen == [True, False]
+
+
 def _noun_agreement(loaded, items: pd.DataFrame, val: np.ndarray) -> float:
     """Share of held-out titles whose nearest held-out description names the same noun."""
     from cliper.clip.adapt import _encode_texts

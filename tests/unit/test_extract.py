@@ -136,6 +136,20 @@ def test_killed_run_resumes_to_identical_arrays_and_never_leaves_partial_outputs
         assert np.array_equal(np.load(project / out / name), np.load(project / "data" / "features" / name))
 
 
+def test_channels_last_extracts_the_same_features_under_a_cache_key_of_its_own(project):
+    """clip.channels_last: an NHWC image tower, the default layout's features but for rounding, own shards."""
+    from cliper.stages import extract
+
+    nhwc = _params(**{"clip.channels_last": True, "clip.extract.out_dir": "data/features_nhwc"})
+    setup = extract.prepare(nhwc, project)
+    assert setup.loaded.model.visual.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert setup.key != extract.prepare(_params(), project).key  # shards of the two layouts never mix
+    run_stage("extract", nhwc, project)
+    for name in ("text_views.npy", "image.npy"):
+        ref = np.load(project / "data" / "features" / name)
+        np.testing.assert_allclose(np.load(project / "data" / "features_nhwc" / name), ref, atol=1e-5)
+
+
 def test_float16_output(project):
     params = _params(**{"clip.extract.out_dir": "data/features16", "clip.extract.dtype": "float16"})
     run_stage("extract", params, project)
