@@ -67,6 +67,7 @@ class RunSummary:
     best_epoch: int
     point: dict[str, Any]
     grid_size: int
+    grid: list[dict[str, Any]]  # per grid point: its params and its best valid metric
     views: list[ViewLine]
     fusions: list[dict[str, Any]]  # retrained fusions: name, test metric, gain, low, high
     files: dict[str, str]  # label -> path, the ones that exist
@@ -100,11 +101,39 @@ def read_summary(params: Params, root: Path) -> RunSummary:
         best_epoch=int(_field(metrics, "best_epoch", source)),
         point=dict(meta.get("point", {})),
         grid_size=len(meta.get("grid", [])) or 1,
+        grid=grid_valid(meta, metric, root / params.train.out_dir / META_FILE),
         views=view_lines(views_dir, metric),
         fusions=fusion_lines(views_dir / FUSIONS_FILE, metric),
         files=_files(root, params),
         mlflow=_read_json(evaluate_dir / MLFLOW_FILE) if (evaluate_dir / MLFLOW_FILE).exists() else {},
     )
+
+
+def grid_valid(meta: dict[str, Any], metric: str, source: Path) -> list[dict[str, Any]]:
+    """Each grid point of ``train_meta.json`` with its best valid ``metric`` (none without a grid)."""
+    return [
+        {"point": dict(_field(entry, "point", source, "grid")),
+         "valid": float(_field(_field(entry, "valid", source, "grid"), metric, source, "grid.valid"))}
+        for entry in meta.get("grid", [])
+    ]  # fmt: skip
+
+
+def grid_line(s: RunSummary) -> str | None:
+    """How close valid's choice was: every point's valid metric and the runner-up's gap (None: no grid)."""
+    if len(s.grid) < 2:
+        return None
+    names = sorted({k for g in s.grid for k in g["point"]})
+    keys = [k for k in names if len({repr(g["point"].get(k)) for g in s.grid}) > 1] or names
+    cells, others = [], []
+    for g in s.grid:
+        chosen = g["point"] == s.point
+        name = " ".join(f"{g['point'].get(k)}" for k in keys)
+        cells.append(f"{name} {g['valid']:.4f}" + (" (chosen)" if chosen else ""))
+        others += [] if chosen else [g["valid"]]
+    gap = s.valid - max(others)
+    behind = (f"the runner-up is {gap:.4f} ({gap / s.valid:.1%}) behind" if gap > 0 and s.valid
+              else "the runner-up ties it")
+    return f"  valid {s.metric} per grid point ({', '.join(keys)}): {', '.join(cells)}; {behind}"
 
 
 def view_lines(views_dir: Path, metric: str) -> list[ViewLine]:
@@ -158,6 +187,7 @@ def summary_lines(s: RunSummary) -> list[str]:
     point = ", ".join(f"{k}={v}" for k, v in sorted(s.point.items())) or "the defaults"
     lines = [headline, f"  chosen on valid ({s.metric} {s.valid:.4f} at epoch {s.best_epoch}) "
              f"among {s.grid_size} grid point(s): {point}"]
+    lines += [line for line in (grid_line(s),) if line]
     if s.views:
         width = max(len(v.view) for v in s.views + [ViewLine("view", None, None, None, None, None)])
         change = f"its test {_gain_metric(s.metric)}" if _gain_metric(s.metric) != s.metric else "its"

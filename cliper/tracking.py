@@ -88,6 +88,8 @@ def resolve_uri(uri: str | None, root: Path) -> str:
 def configure(uri: str) -> str:
     """Point MLflow (fluent API and new clients) at ``uri``; returns it without credentials.
 
+    ``MLFLOW_TRACKING_URI`` is left as it was: it names the user's choice, not the last project's.
+
     A ``user:password@`` in the URI moves to ``MLFLOW_TRACKING_USERNAME`` / ``_PASSWORD`` of this
     process (unless already set), so MLflow authenticates with it but never prints or records it.
     """
@@ -95,7 +97,14 @@ def configure(uri: str) -> str:
     for key, value in ((ENV_USER, user), (ENV_PASSWORD, password)):
         if value is not None:
             os.environ.setdefault(key, value)
+    before = os.environ.get(ENV_URI)
     mlflow.set_tracking_uri(clean)
+    # MLflow also exports the URI as MLFLOW_TRACKING_URI; left there, resolve_uri would send the
+    # next project logged in this process (a notebook, a worker) to this project's store.
+    if before is None:
+        os.environ.pop(ENV_URI, None)
+    else:
+        os.environ[ENV_URI] = before
     logger.debug("MLflow tracking URI: %s", clean)
     return clean
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -106,6 +108,20 @@ def test_log_and_register_writes_run_metrics_artifacts_and_challenger(
     assert str(version.version) == result["model_version"] == "1"
     assert version.tags["data_hash"] == params["data_hash"]
     assert float(version.tags["test/recall_at_20"]) == pytest.approx(0.25)
+
+
+def test_each_project_logged_in_one_process_gets_its_own_store(
+    tmp_path: Path, mlflow_env: None, empty_mlflow_db: Path, make_synth, make_params
+) -> None:
+    """MLflow exports the URI it is given; a second project must not inherit the first one's store."""
+    results = []
+    for name in ("first", "second"):
+        root = make_synth(tmp_path / name)
+        shutil.copy(empty_mlflow_db, root / "mlflow.db")
+        results.append(tracking.log_and_register(make_params("Demo"), root, EVAL))
+        assert results[-1]["tracking_uri"] == f"sqlite:///{root.resolve()}/mlflow.db"
+        assert MlflowClient(results[-1]["tracking_uri"]).get_run(results[-1]["run_id"])
+    assert "MLFLOW_TRACKING_URI" not in os.environ
 
 
 def test_timings_of_another_training_are_not_logged(synth_project: Path) -> None:

@@ -62,6 +62,34 @@ def test_summary_reports_what_the_stages_wrote(finished) -> None:
     assert not any("MLflow" in line for line in lines)
 
 
+def test_summary_shows_how_close_valid_s_choice_was(finished) -> None:
+    """Every grid point's valid metric, the chosen one marked, and the runner-up's gap."""
+    import dataclasses
+
+    root, params = finished
+    s = read_summary(params, root)
+    grid = io.read_json(root / "models/recommender/train_meta.json")["grid"]
+    assert s.grid == [{"point": g["point"], "valid": g["valid"][METRIC]} for g in grid] and len(grid) == 2
+    (chosen,) = [g for g in s.grid if g["point"] == s.point]
+    (other,) = [g for g in s.grid if g["point"] != s.point]
+
+    def cells_and_tail(summary) -> tuple[list[str], str]:  # noqa: ANN001
+        line = next(x for x in summary_lines(summary) if x.startswith(f"  valid {METRIC} per grid point"))
+        cells, tail = line.split("): ", 1)[1].split("; ")
+        return cells.split(", "), tail
+
+    cells, tail = cells_and_tail(s)
+    assert [c.endswith(" (chosen)") for c in cells] == [g is chosen for g in s.grid]
+    assert all(f"{g['valid']:.4f}" in c for g, c in zip(s.grid, cells, strict=True))
+    assert tail == "the runner-up ties it"  # this small project's two points tie on valid
+    lower = {**other, "valid": chosen["valid"] - 0.05}
+    cells, tail = cells_and_tail(dataclasses.replace(s, grid=[lower, chosen]))  # the chosen point second
+    assert [c.endswith(" (chosen)") for c in cells] == [False, True]
+    assert tail == f"the runner-up is 0.0500 ({0.05 / s.valid:.1%}) behind"
+    alone = dataclasses.replace(s, grid=[chosen], grid_size=1)
+    assert not any("per grid point" in line for line in summary_lines(alone))
+
+
 def test_cli_prints_the_summary_and_its_json(finished) -> None:
     root, params = finished
     (root / "params.yaml").write_text(_params_yaml(params))
