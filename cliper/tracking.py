@@ -1,10 +1,9 @@
 """MLflow tracking: one run per trained model, its provenance, metrics, artifacts and pyfunc.
 
-Where runs go (first that is set wins): the ``MLFLOW_TRACKING_URI`` environment variable,
-``tracking.uri`` in ``params.yaml``, else ``sqlite:///<project>/mlflow.db``. With a local store
-(SQLite or a file path) the experiment's artifacts go to ``<project>/mlartifacts/<experiment>``,
-whatever the working directory. Nothing happens at import: call :func:`configure` (done by
-:func:`log_and_register`).
+Where runs go (first that is set wins): the ``MLFLOW_TRACKING_URI`` environment variable (never
+changed here), ``tracking.uri`` in ``params.yaml``, else ``sqlite:///<project>/mlflow.db``. With a
+local store (SQLite or a file path) the experiment's artifacts go to ``<project>/mlartifacts/<experiment>``,
+whatever the working directory. Nothing happens at import: :func:`log_and_register` calls :func:`configure`.
 
 One experiment per dataset: ``<tracking.experiment_prefix>-<ingest.name>``. The evaluate stage
 calls :func:`log_and_register` once at its end; it returns the run id, model name, version and a
@@ -43,7 +42,7 @@ DB_FILE = "mlflow.db"
 ARTIFACT_ROOT = "mlartifacts"
 SKIP_FILES = ("mlflow.json",)  # written after the run, by the evaluate stage
 UI_URL = "http://127.0.0.1:5000"
-LOCAL_SCHEMES = ("sqlite", "file", "")
+LOCAL_SCHEMES, REMOTE_SCHEMES = ("sqlite", "file", ""), ("http", "https")  # stores on this machine; servers
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
 # Metric groups (the MLflow UI groups charts by the prefix before "/").
 EPOCH_PREFIX, VALID_PREFIX, SLICE_PREFIX, TRAIN_PREFIX = "epoch/", "valid/", "slice/", "train/"
@@ -59,7 +58,6 @@ MODEL_FILE_SUFFIXES = (".json", ".yaml", ".csv", ".png")
 SERVING_PACKAGES = ("mlflow", "cloudpickle", "numpy", "pandas", "pyarrow")
 # MLflow's own variables for HTTP basic auth against a tracking server.
 ENV_USER, ENV_PASSWORD = "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"
-REMOTE_SCHEMES = ("http", "https")
 MAX_REASON_CHARS = 400
 
 
@@ -88,8 +86,6 @@ def resolve_uri(uri: str | None, root: Path) -> str:
 def configure(uri: str) -> str:
     """Point MLflow (fluent API and new clients) at ``uri``; returns it without credentials.
 
-    ``MLFLOW_TRACKING_URI`` is left as it was: it names the user's choice, not the last project's.
-
     A ``user:password@`` in the URI moves to ``MLFLOW_TRACKING_USERNAME`` / ``_PASSWORD`` of this
     process (unless already set), so MLflow authenticates with it but never prints or records it.
     """
@@ -98,13 +94,9 @@ def configure(uri: str) -> str:
         if value is not None:
             os.environ.setdefault(key, value)
     before = os.environ.get(ENV_URI)
-    mlflow.set_tracking_uri(clean)
-    # MLflow also exports the URI as MLFLOW_TRACKING_URI; left there, resolve_uri would send the
-    # next project logged in this process (a notebook, a worker) to this project's store.
-    if before is None:
-        os.environ.pop(ENV_URI, None)
-    else:
-        os.environ[ENV_URI] = before
+    mlflow.set_tracking_uri(clean)  # MLflow also exports it as ENV_URI, which resolve_uri would hand to
+    os.environ.pop(ENV_URI, None)  # the next project logged in this process (a notebook, a worker)
+    os.environ.update({} if before is None else {ENV_URI: before})
     logger.debug("MLflow tracking URI: %s", clean)
     return clean
 
