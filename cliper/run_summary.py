@@ -82,7 +82,9 @@ def read_summary(params: Params, root: Path) -> RunSummary:
     """
     evaluate_dir, metric = root / params.evaluate.out_dir, params.evaluate.valid_metric
     metrics = _read_json(evaluate_dir / METRICS_FILE)
-    meta = _read_json(root / params.train.out_dir / META_FILE)
+    meta_path = root / params.train.out_dir / META_FILE
+    meta = _read_json(meta_path)
+    grid = grid_valid(meta, metric, meta_path)
     source = evaluate_dir / METRICS_FILE
     ci = metrics.get("test_ci", {})
     bounds, where = ci.get(metric), f"test_ci.{metric}"  # test_ci: recall and ndcg only
@@ -100,8 +102,8 @@ def read_summary(params: Params, root: Path) -> RunSummary:
         valid=float(_field(_field(metrics, "valid", source), metric, source, "valid")),
         best_epoch=int(_field(metrics, "best_epoch", source)),
         point=dict(meta.get("point", {})),
-        grid_size=len(meta.get("grid", [])) or 1,
-        grid=grid_valid(meta, metric, root / params.train.out_dir / META_FILE),
+        grid_size=len(grid) or 1,
+        grid=grid,
         views=view_lines(views_dir, metric),
         fusions=fusion_lines(views_dir / FUSIONS_FILE, metric),
         files=_files(root, params),
