@@ -36,6 +36,7 @@ from cliper.clip.adapt import (
     _batch_size,
     _Indexed,
     _train_step,
+    caption_draw,
     image_dataset,
     make_optimizer,
     split_items,
@@ -71,12 +72,12 @@ def demo_batches(root: Path, steps: int, seed: int):
     picked = train[torch.randperm(len(train), generator=gen)[: size * steps].numpy()]
     images = _Indexed(image_dataset(loaded, manifest_paths(manifest, root)), picked, cfg.preload_images_mb)
     tokens = tokenize_views(loaded, texts)
-    drawn = torch.tensor(caption_rows(cfg.caption_views, views) or list(range(len(views))))
+    rows_drawn = caption_rows(cfg.caption_views, views)
     batches = []
     for s in range(steps):
         rows = range(s * size, (s + 1) * size)
         items = torch.as_tensor(picked[list(rows)])
-        views_drawn = drawn[torch.randint(len(drawn), (size,), generator=gen)]
+        views_drawn = caption_draw(len(views), rows_drawn, size, gen)
         batches.append((torch.stack([images[k][0] for k in rows]), tokens[items, views_drawn]))
     return params, loaded, batches, len(train) // size
 

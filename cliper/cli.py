@@ -217,9 +217,9 @@ def promote_cmd(
     _setup_logging(False)
     try:
         cfg = load_params(root / params if not params.is_absolute() else params)
-        from cliper import registry, tracking
+        from cliper import registry, tracking_store
 
-        tracking.configure(tracking.resolve_uri(cfg.tracking.uri, root))
+        tracking_store.configure(tracking_store.resolve_uri(cfg.tracking.uri, root))
         mode = cfg.promote.min_gain_mode if relative is None else ("relative" if relative else "absolute")
         decision = registry.promote(
             model or registry.model_name(cfg.ingest.name, cfg.train.backbone),

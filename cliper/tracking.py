@@ -1,9 +1,7 @@
 """MLflow tracking: one run per trained model, its provenance, metrics, artifacts and pyfunc.
 
-Where runs go (first that is set wins): the ``MLFLOW_TRACKING_URI`` environment variable (never
-changed here), ``tracking.uri`` in ``params.yaml``, else ``sqlite:///<project>/mlflow.db``. With a
-local store (SQLite or a file path) the experiment's artifacts go to ``<project>/mlartifacts/<experiment>``,
-whatever the working directory. Nothing happens at import: :func:`log_and_register` calls :func:`configure`.
+Where runs go (the tracking URI, credentials, artifact place): :mod:`cliper.tracking_store`.
+Nothing happens at import: :func:`log_and_register` calls :func:`~cliper.tracking_store.configure`.
 
 One experiment per dataset: ``<tracking.experiment_prefix>-<ingest.name>``. The evaluate stage
 calls :func:`log_and_register` once at its end; it returns the run id, model name, version and a
@@ -15,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import logging
-import os
 import subprocess
 import tempfile
 import time
@@ -33,16 +30,12 @@ from cliper import registry, serving
 from cliper.config import Params, flatten
 from cliper.errors import CliperError
 from cliper.io import read_json, sha256_array, sha256_file
-from cliper.uri_credentials import redact, refuse_password, split_credentials
+from cliper.tracking_store import ENV_URI, configure, ensure_experiment, resolve_uri, ui_links
+from cliper.uri_credentials import redact
 
 logger = logging.getLogger(__name__)
 
-ENV_URI = "MLFLOW_TRACKING_URI"
-DB_FILE = "mlflow.db"
-ARTIFACT_ROOT = "mlartifacts"
 SKIP_FILES = ("mlflow.json",)  # written after the run, by the evaluate stage
-UI_URL = "http://127.0.0.1:5000"
-LOCAL_SCHEMES, REMOTE_SCHEMES = ("sqlite", "file", ""), ("http", "https")  # stores on this machine; servers
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
 # Metric groups (the MLflow UI groups charts by the prefix before "/").
 EPOCH_PREFIX, VALID_PREFIX, SLICE_PREFIX, TRAIN_PREFIX = "epoch/", "valid/", "slice/", "train/"
@@ -56,8 +49,6 @@ MODEL_FILE_SUFFIXES = (".json", ".yaml", ".csv", ".png")
 # What the served model imports (cliper itself must be installed where it is served). Stating
 # them skips MLflow's requirement inference, which reloads the model in a subprocess (~10 s).
 SERVING_PACKAGES = ("mlflow", "cloudpickle", "numpy", "pandas", "pyarrow")
-# MLflow's own variables for HTTP basic auth against a tracking server.
-ENV_USER, ENV_PASSWORD = "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"
 MAX_REASON_CHARS = 400
 
 
@@ -67,63 +58,9 @@ class TrackingUnavailable(CliperError):
     exit_code = 3  # not 2: the same inputs succeed once the server is back, so retries make sense
 
 
-def resolve_uri(uri: str | None, root: Path) -> str:
-    """Tracking URI: env ``MLFLOW_TRACKING_URI`` > ``uri`` (params) > SQLite DB in ``root``.
-
-    Raises:
-        CredentialInSettings: ``uri`` (from params.yaml, which is committed and logged) has a password.
-    """
-    refuse_password(uri, "params.yaml: tracking.uri",
-                    f"export {ENV_URI}=<uri without password> {ENV_USER}=... {ENV_PASSWORD}=...")
-    env = os.environ.get(ENV_URI)
-    if env:
-        return env
-    if uri:
-        return uri
-    return f"sqlite:///{(Path(root).resolve() / DB_FILE).as_posix()}"
-
-
-def configure(uri: str) -> str:
-    """Point MLflow (fluent API and new clients) at ``uri``; returns it without credentials.
-
-    A ``user:password@`` in the URI moves to ``MLFLOW_TRACKING_USERNAME`` / ``_PASSWORD`` of this
-    process (unless already set), so MLflow authenticates with it but never prints or records it.
-    """
-    clean, user, password = split_credentials(uri)
-    for key, value in ((ENV_USER, user), (ENV_PASSWORD, password)):
-        if value is not None:
-            os.environ.setdefault(key, value)
-    before = os.environ.get(ENV_URI)
-    mlflow.set_tracking_uri(clean)  # MLflow also exports it as ENV_URI, which resolve_uri would hand to
-    os.environ.pop(ENV_URI, None)  # the next project logged in this process (a notebook, a worker)
-    os.environ.update({} if before is None else {ENV_URI: before})
-    logger.debug("MLflow tracking URI: %s", clean)
-    return clean
-
-
-def is_remote(uri: str) -> bool:
-    """True for a tracking server over HTTP(S)."""
-    return uri.split(":", 1)[0].lower() in REMOTE_SCHEMES
-
-
-def is_local(uri: str) -> bool:
-    """True for stores on this machine (SQLite, file paths), whose artifacts we place in the project."""
-    return uri.split(":", 1)[0].lower() in LOCAL_SCHEMES or "://" not in uri
-
-
 def experiment_name(params: Params) -> str:
     """``<experiment_prefix>-<dataset>``, lower case like the model names (demo: ``cliper-demo``)."""
     return registry.safe_name(f"{params.tracking.experiment_prefix}-{params.ingest.name}")
-
-
-def ensure_experiment(name: str, root: Path, uri: str) -> str:
-    """Id of experiment ``name``, created with artifacts under ``<root>/mlartifacts`` when local."""
-    client = MlflowClient(uri)
-    found = client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    location = (Path(root).resolve() / ARTIFACT_ROOT / name).as_uri() if is_local(uri) else None
-    return client.create_experiment(name, artifact_location=location)
 
 
 # --------------------------------------------------------------------------- provenance
@@ -388,13 +325,11 @@ def _log_and_register(params: Params, root: Path, eval_metrics: dict[str, Any], 
     client = MlflowClient(uri)
     tags = {"dataset": params.ingest.name, "run_id": run.info.run_id, "git_commit": commit, **hashes, **test}
     registry.register_challenger(client, name, version, tags)
+    runs_url, ui_command = ui_links(uri, experiment_id)
     result = {
         "run_id": run.info.run_id, "experiment": experiment, "experiment_id": experiment_id,
         "model_name": name, "model_version": version, "model_uri": f"models:/{name}/{version}",
-        "tracking_uri": uri,
-        "run_url": f"{uri.rstrip('/') if is_remote(uri) else UI_URL}/#/experiments/{experiment_id}/runs/"
-                   f"{run.info.run_id}",
-        "ui_command": f"open {uri}" if is_remote(uri) else f"mlflow ui --backend-store-uri {uri}",
+        "tracking_uri": uri, "run_url": runs_url + run.info.run_id, "ui_command": ui_command,
     }
     logger.info("MLflow run %s; registered %s v%s as challenger", run.info.run_id, name, version)
     return result

@@ -200,6 +200,14 @@ def make_optimizer(weights: list[torch.Tensor], cfg: AdaptConfig, device: torch.
     return torch.optim.AdamW(weights, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
 
 
+def caption_draw(
+    n_views: int, caption_views: list[int] | None, n: int, gen: torch.Generator
+) -> torch.Tensor:
+    """The view row of each of ``n`` training captions: uniform over ``caption_views`` (None: all)."""
+    pool = torch.arange(n_views) if caption_views is None else torch.tensor(caption_views)
+    return pool[torch.randint(len(pool), (n,), generator=gen)]
+
+
 def lr_factor(cfg: AdaptConfig, step: int, n_steps: int) -> float:
     """Multiplier of ``cfg.lr`` for optimiser step ``step`` (0-based) of ``n_steps``."""
     if cfg.lr_schedule == "constant":
@@ -249,7 +257,6 @@ def adapt_clip(
     dataset = _Indexed(images, train, cfg.preload_images_mb)
     if dataset.preloaded:
         num_workers = 0
-    drawn = torch.arange(n_views) if caption_views is None else torch.tensor(caption_views)
     memory = EmbeddingMemory(n_items) if cfg.hard_negatives > 0 else None
     head, targets = None, None
     if cfg.words_weight > 0:
@@ -270,7 +277,7 @@ def adapt_clip(
     for _ in bar:
         losses = []
         for batch, items in _epoch_loader(dataset, cfg, memory, train, gen, num_workers):
-            views = drawn[torch.randint(len(drawn), (len(items),), generator=gen)]
+            views = caption_draw(n_views, caption_views, len(items), gen)
             other = None
             if cfg.text_weight > 0 and n_views > 1:  # a different view of the same item
                 shift = torch.randint(1, n_views, (len(items),), generator=gen)

@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from cliper import registry, tracking
+from cliper import registry, tracking, tracking_store
 from cliper.cli import app
 
 NAME = "cliper-demo-lightgcn"
@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 def store(tmp_path: Path, mlflow_env: None, empty_mlflow_db: Path) -> MlflowClient:
     """A fresh registry in ``tmp_path/mlflow.db`` that the fluent API and new clients use."""
     shutil.copy(empty_mlflow_db, tmp_path / "mlflow.db")
-    uri = tracking.configure(tracking.resolve_uri(None, tmp_path))
+    uri = tracking_store.configure(tracking_store.resolve_uri(None, tmp_path))
     return MlflowClient(uri)
 
 

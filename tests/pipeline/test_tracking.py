@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from cliper import registry, tracking
+from cliper import registry, tracking, tracking_store
 from cliper.io import sha256_file
 from tests.pipeline.conftest import EPOCH_END_TIMES, SECONDS_PER_EPOCH
 
@@ -26,12 +26,19 @@ def test_uri_precedence_env_then_params_then_project_db(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert tracking.resolve_uri(None, tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
-    assert tracking.resolve_uri("sqlite:///other.db", tmp_path) == "sqlite:///other.db"
+    assert tracking_store.resolve_uri(None, tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert tracking_store.resolve_uri("sqlite:///other.db", tmp_path) == "sqlite:///other.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
-    assert tracking.resolve_uri("sqlite:///other.db", tmp_path) == "http://127.0.0.1:5999"
-    assert not tracking.is_local("http://127.0.0.1:5999") and tracking.is_local("sqlite:///x.db")
+    assert tracking_store.resolve_uri("sqlite:///other.db", tmp_path) == "http://127.0.0.1:5999"
+    assert not tracking_store.is_local("http://127.0.0.1:5999") and tracking_store.is_local("sqlite:///x.db")
 
+
+
+def test_ui_links_point_at_the_server_or_at_a_local_mlflow_ui() -> None:
+    assert tracking_store.ui_links("https://mlflow.example/", "7") == (
+        "https://mlflow.example/#/experiments/7/runs/", "open https://mlflow.example/")
+    assert tracking_store.ui_links("sqlite:////p/mlflow.db", "7") == (
+        f"{tracking_store.UI_URL}/#/experiments/7/runs/", "mlflow ui --backend-store-uri sqlite:////p/mlflow.db")
 
 def test_metric_names_are_mlflow_legal() -> None:
     assert registry.metric_key("recall@20") == "recall_at_20"

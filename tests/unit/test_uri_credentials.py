@@ -8,7 +8,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from cliper import tracking
+from cliper import tracking_store
 from cliper.uri_credentials import CredentialInSettings, redact, refuse_password, split_credentials
 
 SECRET = "s3cr%2Ft"  # percent-encoded "/" in the password
@@ -28,17 +28,18 @@ def test_redact_masks_every_password_in_a_message() -> None:
 
 def test_params_uri_with_a_password_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CredentialInSettings, match=r"tracking.uri holds a password \(http://a:\*\*\*@h\)"):
-        tracking.resolve_uri("http://a:pw@h", tmp_path)
+        tracking_store.resolve_uri("http://a:pw@h", tmp_path)
     refuse_password("http://a@h", "x", "y")  # a user name alone is no secret
 
 
 def test_configure_hands_the_password_to_mlflow_auth_not_the_uri(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in (tracking.ENV_USER, tracking.ENV_PASSWORD):
+    for key in (tracking_store.ENV_USER, tracking_store.ENV_PASSWORD):
         monkeypatch.delenv(key, raising=False)
     before = mlflow.get_tracking_uri()
     try:
-        assert tracking.configure(f"http://alice:{SECRET}@127.0.0.1:1") == "http://127.0.0.1:1"
+        assert tracking_store.configure(f"http://alice:{SECRET}@127.0.0.1:1") == "http://127.0.0.1:1"
         assert mlflow.get_tracking_uri() == "http://127.0.0.1:1"
-        assert (os.environ[tracking.ENV_USER], os.environ[tracking.ENV_PASSWORD]) == ("alice", "s3cr/t")
+        user, password = os.environ[tracking_store.ENV_USER], os.environ[tracking_store.ENV_PASSWORD]
+        assert (user, password) == ("alice", "s3cr/t")
     finally:
         mlflow.set_tracking_uri(before)
