@@ -82,7 +82,7 @@ class ClipConfig:
     tower's convolution weights in NHWC layout, which oneDNN and cuDNN run faster (the demo's adapt
     stage: ``benchmarks/results/adapt_speed.md``). The results differ by rounding only, but over
     the adapt's steps that rounding moves the demo's single-run figure as another CPU would, so it
-    is off by default (README, "Faster adapt kernels, opt-in").
+    is off by default (docs/results.md, "Faster adapt kernels, opt-in").
     """
 
     model: str = "cliper-tiny-resnet"
