@@ -80,6 +80,7 @@ def launch(name: str, processes: int, threads: int, epochs: int) -> dict:
         out = Path(tmp) / "result.json"
         cmd = [
             str(Path(sys.executable).parent / "torchrun"),
+            "--standalone",  # a free rendezvous port: launches that follow each other never share one
             "--nproc-per-node",
             str(processes),
             __file__,

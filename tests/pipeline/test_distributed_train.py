@@ -49,8 +49,11 @@ def project(tmp_path_factory) -> Path:
 
 
 def _torchrun(overrides: list[str]) -> list[str]:
+    """The README's command. ``--standalone`` rendezvouses on a free port, not on the fixed 29500,
+    which another process or the previous run's sockets may still hold."""
     sets = [arg for o in overrides for arg in ("-S", o)]
-    return [str(BIN / "torchrun"), "--nproc-per-node", "2", "-m", "cliper.cli", "run", "train", *sets]
+    launch = [str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2"]
+    return [*launch, "-m", "cliper.cli", "run", "train", *sets]
 
 
 def _env() -> dict[str, str]:
@@ -110,15 +113,16 @@ def test_two_processes_train_like_one(project: Path, runs, backbone: str):
 def test_a_killed_two_process_run_resumes_to_the_uncut_metrics(project: Path, runs):
     uncut, uncut_history = runs["freedom"][2]
     overrides = ["train.backbone=freedom", *SETTINGS, "train.cache_dir=.cache/ddp_cut"]
-    cache = project / ".cache/ddp_cut"
-    proc = subprocess.Popen(
-        _torchrun(overrides),
-        cwd=project,
-        env=_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    cache, log = project / ".cache/ddp_cut", project / "ddp_cut.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            _torchrun(overrides),
+            cwd=project,
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + 120
     progress = None
     while time.monotonic() < deadline and proc.poll() is None:
@@ -129,7 +133,8 @@ def test_a_killed_two_process_run_resumes_to_the_uncut_metrics(project: Path, ru
             break
         time.sleep(0.02)
     proc.wait()
-    assert progress is not None and not progress["finished"], "the run ended before it could be killed"
+    assert progress is not None and not progress["finished"], (
+        f"the run ended before it could be killed (exit {proc.returncode}): {log.read_text()[-3000:]}")
     shutil.rmtree(project / "reports" / "train", ignore_errors=True)
     resumed, history = _train(project, 2, overrides)
     assert [h["loss"] for h in history] == pytest.approx([h["loss"] for h in uncut_history], rel=1e-6)
