@@ -1,0 +1,152 @@
+"""`make demo`'s figure on emulated CPUs: one ``dvc repro -f`` per float path, side by side.
+
+A fresh clone on another machine runs other kernels (instruction set) and other float sums
+(thread count), so its adapt stage writes another checkpoint and every figure after it moves.
+This runs the whole pipeline in a clone under each path of :data:`PATHS` (threads via
+``OMP_NUM_THREADS``; instruction sets capped with :data:`demo_experiments.ISA_CAPS`, which
+``float_paths.py`` shows reach every op) and records test Recall@20, the grid point valid chose
+and every grid point's valid and test figure. The report gives each path's change against the
+README's run (native, 2 threads) and the mean and sd over the paths.
+
+The clone's ``dvc.lock`` is restored from git after each run; its outputs are left as the run
+wrote them (``dvc checkout`` restores the committed ones). Records merge into
+``benchmarks/results/demo_float_paths.json`` by path name, so paths can run one at a time.
+
+Usage::
+
+    python benchmarks/demo_float_paths.py run --clone /tmp/c1 --path "AVX2 caps, 1 thread"
+    python benchmarks/demo_float_paths.py record --clone . --path "native, 2 threads"   # outputs there
+    python benchmarks/demo_float_paths.py report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from demo_experiments import ISA_CAPS, cpu_model  # noqa: E402
+from float_paths import AVX2_CAPS, AVX_CAPS  # noqa: E402
+
+SSE41_CAPS = dict(zip(ISA_CAPS, ("default", "SSE41", "SSE4_2"), strict=True))  # x86 before AVX (2008-2010)
+REFERENCE = "native, 2 threads"  # the README's run: `make demo` here
+PATHS: dict[str, tuple[int, dict[str, str]]] = {  # name -> (torch threads, instruction-set caps)
+    REFERENCE: (2, {}),
+    "native, 1 thread": (1, {}),
+    "AVX2 caps, 2 threads": (2, AVX2_CAPS),
+    "AVX2 caps, 1 thread": (1, AVX2_CAPS),
+    "AVX caps, 2 threads": (2, AVX_CAPS),
+    "AVX caps, 1 thread": (1, AVX_CAPS),
+    "SSE4.1 caps, 2 threads": (2, SSE41_CAPS),
+}
+METRIC = "recall@20"
+GRID_KEY = "mm_image_weight"  # the demo grid's varying param
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def read_run(clone: Path) -> dict[str, Any]:
+    """Test figure, valid's choice and the grid of the pipeline outputs in ``clone``."""
+    test = json.loads((clone / "reports/evaluate/metrics.json").read_text())["test"][METRIC]
+    meta = json.loads((clone / "models/recommender/train_meta.json").read_text())
+    grid = [{"point": r["point"].get(GRID_KEY), "valid": r["valid"][METRIC], "test": r["test"][METRIC]}
+            for r in meta["grid"]]
+    return {"test": test, "chosen": meta["point"].get(GRID_KEY), "grid": grid}
+
+
+def run_path(clone: Path, name: str) -> None:
+    """``dvc repro -f`` in ``clone`` on path ``name``; restores the clone's ``dvc.lock`` after."""
+    threads, caps = PATHS[name]
+    env = {k: v for k, v in os.environ.items() if k not in ISA_CAPS} | caps
+    env["OMP_NUM_THREADS"] = str(threads)
+    venv = clone / ".venv" / "bin"
+    env["PATH"] = f"{venv}{os.pathsep}{env['PATH']}"
+    try:
+        subprocess.run(["dvc", "repro", "-f"], cwd=clone, env=env, check=True)
+    finally:
+        subprocess.run(["git", "checkout", "-q", "dvc.lock"], cwd=clone, check=True)
+
+
+def record(clone: Path, name: str, out: Path, commit: str | None = None) -> dict[str, Any]:
+    """Merge the run in ``clone`` into ``out/demo_float_paths.json`` under ``name``.
+
+    ``commit``: the commit the outputs came from (default: the clone's ``HEAD``).
+    """
+    threads, caps = PATHS[name]
+    commit = commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, check=True,
+                                      capture_output=True, text=True).stdout.strip()
+    path = out / "demo_float_paths.json"
+    runs = json.loads(path.read_text())["runs"] if path.exists() else {}
+    runs[name] = {"threads": threads, "caps": caps, "commit": commit, "machine": cpu_model(),
+                  **read_run(clone)}
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"runs": runs}, indent=1) + "\n")
+    return runs[name]
+
+
+def summary(runs: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Mean and sd of the test figure over the paths; each path's change against :data:`REFERENCE`."""
+    values = [r["test"] for r in runs.values()]
+    mean, sd = statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+    ref = runs[REFERENCE]["test"]
+    changes = {name: r["test"] / ref - 1 for name, r in runs.items()}
+    return {"n": len(values), "mean": mean, "sd": sd, "rel_sd": sd / mean, "reference": ref,
+            "largest_change": max(changes.values(), key=abs), "changes": changes}
+
+
+def markdown(runs: dict[str, dict[str, Any]]) -> str:
+    """The table (one row per path, in :data:`PATHS` order) and the summary line."""
+    s = summary(runs)
+    names = [n for n in PATHS if n in runs]
+    lines = [
+        "# `make demo`'s figure on emulated CPUs (`python benchmarks/demo_float_paths.py`)",
+        "",
+        f"`dvc repro -f` of the demo per float path; test {METRIC}, valid's {GRID_KEY} and each grid",
+        f"point's valid / test {METRIC}. Change against the README's run ({REFERENCE}).",
+        "",
+        f"| path | commit | test {METRIC} | change | chosen | grid (point: valid / test) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name in names:
+        r = runs[name]
+        grid = ", ".join(f"{g['point']}: {g['valid']:.4f} / {g['test']:.4f}" for g in r["grid"]) or (
+            f"not recorded: {r.get('source', 'no grid')}")
+        lines.append(f"| {name} | `{r['commit']}` | {r['test']:.4f} | {s['changes'][name]:+.1%} | "
+                     f"{r['chosen']} | {grid} |")
+    paths = f"{s['n']} path{'s' * (s['n'] != 1)}"
+    lines += ["", f"Over the {paths}: mean {s['mean']:.4f}, sd {s['sd']:.4f} ({s['rel_sd']:.1%} of the "
+              f"mean); the largest change against the README's run is {s['largest_change']:+.1%}.",
+              f"Machine: {runs[REFERENCE]['machine']} (caps as named)."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=("run", "record", "report"))
+    parser.add_argument("--clone", type=Path, default=REPO, help="project clone with its .venv")
+    parser.add_argument("--path", choices=list(PATHS), help="float path (run, record)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--commit", help="record: the commit of outputs copied out of their clone")
+    args = parser.parse_args()
+    if args.action != "report":
+        if args.path is None:
+            parser.error(f"{args.action} needs --path")
+        if args.action == "run":
+            run_path(args.clone.resolve(), args.path)
+        print(json.dumps(record(args.clone.resolve(), args.path, args.out, args.commit), indent=1))
+    runs = json.loads((args.out / "demo_float_paths.json").read_text())["runs"]
+    if REFERENCE in runs:
+        table = markdown(runs)
+        (args.out / "demo_float_paths.md").write_text(table)
+        print(table)
+
+
+if __name__ == "__main__":
+    main()

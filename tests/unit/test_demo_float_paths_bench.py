@@ -1,0 +1,66 @@
+"""``benchmarks/demo_float_paths.py``: a run's figures read from the pipeline outputs, and the report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import demo_float_paths as dfp  # noqa: E402
+
+
+def _outputs(root: Path, test: float, chosen: float, grid: list[tuple[float, float, float]]) -> Path:
+    """The two files a run leaves: evaluate's metrics and train's meta with its grid."""
+    (root / "reports/evaluate").mkdir(parents=True)
+    (root / "models/recommender").mkdir(parents=True)
+    (root / "reports/evaluate/metrics.json").write_text(json.dumps({"test": {"recall@20": test}}))
+    rows = [{"point": {"knn_k": 10, dfp.GRID_KEY: w}, "valid": {"recall@20": v}, "test": {"recall@20": t}}
+            for w, v, t in grid]
+    meta = {"point": {"knn_k": 10, dfp.GRID_KEY: chosen}, "grid": rows}
+    (root / "models/recommender/train_meta.json").write_text(json.dumps(meta))
+    return root
+
+
+def test_a_recorded_run_holds_the_test_figure_valid_s_choice_and_the_grid(tmp_path: Path) -> None:
+    clone = _outputs(tmp_path / "c", 0.12, 0.5, [(0.3, 0.10, 0.11), (0.5, 0.11, 0.12)])
+    rec = dfp.record(clone, "AVX caps, 1 thread", tmp_path / "out", commit="abc1234")
+    assert (rec["test"], rec["chosen"], rec["commit"], rec["threads"]) == (0.12, 0.5, "abc1234", 1)
+    assert rec["caps"]["ONEDNN_MAX_CPU_ISA"] == "AVX"
+    assert rec["grid"] == [{"point": 0.3, "valid": 0.10, "test": 0.11},
+                           {"point": 0.5, "valid": 0.11, "test": 0.12}]
+    dfp.record(_outputs(tmp_path / "d", 0.10, 0.3, []), dfp.REFERENCE, tmp_path / "out", commit="def5678")
+    runs = json.loads((tmp_path / "out/demo_float_paths.json").read_text())["runs"]
+    assert set(runs) == {"AVX caps, 1 thread", dfp.REFERENCE}  # merged by path name
+
+
+def test_the_report_measures_every_path_against_the_readme_s_run() -> None:
+    def run(test: float) -> dict:
+        return {"test": test, "chosen": 0.5, "commit": "c", "machine": "cpu", "grid": [], "source": "s"}
+
+    runs = {"AVX2 caps, 2 threads": run(0.114), dfp.REFERENCE: run(0.120), "native, 1 thread": run(0.132)}
+    s = dfp.summary(runs)
+    assert s["mean"] == pytest.approx(0.122) and s["sd"] == pytest.approx(0.0091652, abs=1e-7)
+    assert s["changes"]["AVX2 caps, 2 threads"] == pytest.approx(-0.05)
+    assert s["largest_change"] == pytest.approx(0.10)  # against the README's run, not the mean
+    table = dfp.markdown(runs)
+    rows = [line.split(" | ")[0] for line in table.splitlines()[7:] if line.startswith("| ")]
+    assert rows == [f"| {dfp.REFERENCE}", "| native, 1 thread", "| AVX2 caps, 2 threads"]  # PATHS order
+    assert "| 0.1140 | -5.0% |" in table and "sd 0.0092 (7.5% of the mean)" in table
+
+
+def test_every_path_is_a_thread_count_and_known_caps() -> None:
+    assert dfp.PATHS[dfp.REFERENCE] == (2, {})
+    for threads, caps in dfp.PATHS.values():
+        assert threads >= 1 and set(caps) <= set(dfp.ISA_CAPS)
+
+
+def test_run_without_a_path_is_refused() -> None:
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks/demo_float_paths.py"), "run"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "run needs --path" in done.stderr
