@@ -50,6 +50,7 @@ PATHS: dict[str, tuple[int, dict[str, str]]] = {  # name -> (torch threads, inst
 METRIC = "recall@20"
 GRID_KEY = "mm_image_weight"  # the demo grid's varying param
 RESULTS = REPO / "benchmarks" / "results"
+RUNS_FILE, REPORT_FILE = "demo_float_paths.json", "demo_float_paths.md"  # under --out
 
 
 def read_run(clone: Path) -> dict[str, Any]:
@@ -74,6 +75,12 @@ def run_path(clone: Path, name: str) -> None:
         subprocess.run(["git", "checkout", "-q", "dvc.lock"], cwd=clone, check=True)
 
 
+def load_runs(out: Path) -> dict[str, dict[str, Any]]:
+    """The recorded runs in ``out`` by path name (none yet: empty)."""
+    path = out / RUNS_FILE
+    return json.loads(path.read_text())["runs"] if path.exists() else {}
+
+
 def record(clone: Path, name: str, out: Path, commit: str | None = None) -> dict[str, Any]:
     """Merge the run in ``clone`` into ``out/demo_float_paths.json`` under ``name``.
 
@@ -82,16 +89,15 @@ def record(clone: Path, name: str, out: Path, commit: str | None = None) -> dict
     threads, caps = PATHS[name]
     commit = commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, check=True,
                                       capture_output=True, text=True).stdout.strip()
-    path = out / "demo_float_paths.json"
-    runs = json.loads(path.read_text())["runs"] if path.exists() else {}
+    runs = load_runs(out)
     runs[name] = {"threads": threads, "caps": caps, "commit": commit, "machine": cpu_model(),
                   **read_run(clone)}
     out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"runs": runs}, indent=1) + "\n")
+    (out / RUNS_FILE).write_text(json.dumps({"runs": runs}, indent=1) + "\n")
     return runs[name]
 
 
-def summary(runs: dict[str, dict[str, Any]]) -> dict[str, float]:
+def summary(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Mean and sd of the test figure over the paths; each path's change against :data:`REFERENCE`."""
     values = [r["test"] for r in runs.values()]
     mean, sd = statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
@@ -141,10 +147,10 @@ def main() -> None:
         if args.action == "run":
             run_path(args.clone.resolve(), args.path)
         print(json.dumps(record(args.clone.resolve(), args.path, args.out, args.commit), indent=1))
-    runs = json.loads((args.out / "demo_float_paths.json").read_text())["runs"]
+    runs = load_runs(args.out)
     if REFERENCE in runs:
         table = markdown(runs)
-        (args.out / "demo_float_paths.md").write_text(table)
+        (args.out / REPORT_FILE).write_text(table)
         print(table)
 
 

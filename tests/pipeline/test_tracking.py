@@ -33,12 +33,12 @@ def test_uri_precedence_env_then_params_then_project_db(
     assert not tracking_store.is_local("http://127.0.0.1:5999") and tracking_store.is_local("sqlite:///x.db")
 
 
-
 def test_ui_links_point_at_the_server_or_at_a_local_mlflow_ui() -> None:
     assert tracking_store.ui_links("https://mlflow.example/", "7") == (
         "https://mlflow.example/#/experiments/7/runs/", "open https://mlflow.example/")
     assert tracking_store.ui_links("sqlite:////p/mlflow.db", "7") == (
         f"{tracking_store.UI_URL}/#/experiments/7/runs/", "mlflow ui --backend-store-uri sqlite:////p/mlflow.db")
+
 
 def test_metric_names_are_mlflow_legal() -> None:
     assert registry.metric_key("recall@20") == "recall_at_20"
