@@ -64,3 +64,19 @@ def test_run_without_a_path_is_refused() -> None:
     done = subprocess.run([sys.executable, str(REPO / "benchmarks/demo_float_paths.py"), "run"],
                           capture_output=True, text=True)
     assert done.returncode == 2 and "run needs --path" in done.stderr
+
+
+@pytest.mark.parametrize(("threads", "oversubscribed"), [(2, False), (8, True)])
+def test_more_threads_than_cores_make_mkl_use_them_all(
+    tmp_path: Path, monkeypatch, threads: int, oversubscribed: bool
+) -> None:
+    calls = []
+    monkeypatch.setattr(dfp.subprocess, "run", lambda cmd, **kw: calls.append((cmd, kw.get("env"))))
+    monkeypatch.setattr(dfp.os, "cpu_count", lambda: 2)
+    monkeypatch.setitem(dfp.PATHS, "test path", (threads, {}))
+    dfp.run_path(tmp_path, "test path")
+    (cmd, env), (restore, _) = calls
+    assert cmd == ["dvc", "repro", "-f"] and restore[:3] == ["git", "checkout", "-q"]
+    assert env["OMP_NUM_THREADS"] == str(threads)
+    assert (env.get("MKL_DYNAMIC") == "FALSE") is oversubscribed
+    assert (env.get("OMP_WAIT_POLICY") == "PASSIVE") is oversubscribed
