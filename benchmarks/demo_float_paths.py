@@ -13,11 +13,14 @@ the paths.
 The clone's ``dvc.lock`` is restored from git after each run; its outputs are left as the run
 wrote them (``dvc checkout`` restores the committed ones). Records merge into
 ``benchmarks/results/demo_float_paths.json`` by path name, so paths can run one at a time.
+``seeds``, right after a path's ``run`` in the same clone, retrains at other train seeds on that
+path's adapt and compares their mean with the README's 3-seed mean.
 
 Usage::
 
     python benchmarks/demo_float_paths.py run --clone /tmp/c1 --path "AVX2 caps, 1 thread"
     python benchmarks/demo_float_paths.py record --clone . --path "native, 2 threads"   # outputs there
+    python benchmarks/demo_float_paths.py seeds --clone /tmp/c1 --path "AVX2 caps, 1 thread" --seeds 1000 1001
     python benchmarks/demo_float_paths.py report
 """
 
@@ -36,7 +39,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from demo_experiments import ISA_CAPS, cpu_model  # noqa: E402
+from demo_quality import TARGETS  # noqa: E402
 from float_paths import AVX2_CAPS, AVX_CAPS  # noqa: E402
+
+from cliper.config import load_params  # noqa: E402
 
 SSE41_CAPS = dict(zip(ISA_CAPS, ("default", "SSE41", "SSE4_2"), strict=True))  # x86 before AVX (2008-2010)
 REFERENCE = "native, 2 threads"  # the README's run: `make demo` here
@@ -58,6 +64,8 @@ METRIC = "recall@20"
 GRID_KEY = "mm_image_weight"  # the demo grid's varying param
 RESULTS = REPO / "benchmarks" / "results"
 RUNS_FILE, REPORT_FILE = "demo_float_paths.json", "demo_float_paths.md"  # under --out
+EXPERIMENTS_FILE = "demo_experiments.json"  # the README's 3-seed table, also under --out
+DEMO_ARM = TARGETS[0][0]  # CLIPER, the default: the arm `make demo` trains
 
 
 def read_run(clone: Path) -> dict[str, Any]:
@@ -69,19 +77,38 @@ def read_run(clone: Path) -> dict[str, Any]:
     return {"test": test, "chosen": meta["point"].get(GRID_KEY), "grid": grid}
 
 
-def run_path(clone: Path, name: str) -> None:
-    """``dvc repro -f`` in ``clone`` on path ``name``; restores the clone's ``dvc.lock`` after."""
+def path_env(clone: Path, name: str) -> dict[str, str]:
+    """The environment of path ``name``: its threads and caps, ``clone``'s venv first on ``PATH``."""
     threads, caps = PATHS[name]
     env = {k: v for k, v in os.environ.items() if k not in ISA_CAPS} | caps
     env["OMP_NUM_THREADS"] = str(threads)
     if threads > (os.cpu_count() or 1):
         env |= OVERSUBSCRIBED_ENV
-    venv = clone / ".venv" / "bin"
-    env["PATH"] = f"{venv}{os.pathsep}{env['PATH']}"
+    env["PATH"] = f"{clone / '.venv' / 'bin'}{os.pathsep}{env['PATH']}"
+    return env
+
+
+def run_path(clone: Path, name: str) -> None:
+    """``dvc repro -f`` in ``clone`` on path ``name``; restores the clone's ``dvc.lock`` after."""
     try:
-        subprocess.run(["dvc", "repro", "-f"], cwd=clone, env=env, check=True)
+        subprocess.run(["dvc", "repro", "-f"], cwd=clone, env=path_env(clone, name), check=True)
     finally:
         subprocess.run(["git", "checkout", "-q", "dvc.lock"], cwd=clone, check=True)
+
+
+def run_seeds(clone: Path, name: str, seeds: list[int]) -> dict[str, float]:
+    """Test figure per ``train.seed``: the train and evaluate stages on ``clone``'s features.
+
+    Run right after :func:`run_path` of ``name`` in ``clone`` (its adapt is that path's), in the
+    path's environment. The clone's outputs are left as the last seed wrote them.
+    """
+    env, tests = path_env(clone, name), {}
+    for seed in seeds:
+        for stage in ("train", "evaluate"):
+            subprocess.run(["cliper", "run", stage, "-S", f"train.seed={seed}"], cwd=clone, env=env,
+                           check=True)
+        tests[str(seed)] = read_run(clone)["test"]
+    return tests
 
 
 def load_runs(out: Path) -> dict[str, dict[str, Any]]:
@@ -106,6 +133,49 @@ def record(clone: Path, name: str, out: Path, commit: str | None = None) -> dict
     return runs[name]
 
 
+def record_seeds(name: str, tests: dict[str, float], out: Path) -> dict[str, Any]:
+    """Merge ``tests`` (train seed -> test figure) into the recorded run of ``name``."""
+    runs = load_runs(out)
+    if name not in runs:
+        raise SystemExit(f"{out / RUNS_FILE}: no run of path '{name}'; run or record the path first")
+    runs[name]["seeds"] = runs[name].get("seeds", {}) | tests
+    (out / RUNS_FILE).write_text(json.dumps({"runs": runs}, indent=1) + "\n")
+    return runs[name]
+
+
+def experiments_mean(out: Path) -> float | None:
+    """The 3-seed mean of the README's table for the demo's catalog and arm (``demo_experiments``)."""
+    path = out / EXPERIMENTS_FILE
+    if not path.exists():
+        return None
+    catalog = load_params(REPO / "params.yaml").demo.seed
+    tests = [r["test"][METRIC] for r in json.loads(path.read_text())["runs"]
+             if r["catalog"] == catalog and r["arm"] == DEMO_ARM]
+    return statistics.mean(tests) if tests else None
+
+
+def seeds_table(runs: dict[str, dict[str, Any]], out: Path) -> list[str]:
+    """Markdown lines: per path with other train seeds, each seed's test figure (the path's own run
+    at ``train.seed`` first) and their mean ± sd."""
+    names = [n for n in PATHS if runs.get(n, {}).get("seeds")]
+    if not names:
+        return []
+    train_seed = load_params(REPO / "params.yaml").train.seed  # the seed of the path's own run
+    ref = experiments_mean(out)
+    lines = ["", "Train seeds per path (the path's run, then `seeds`: the train and evaluate stages on "
+             f"its adapt), against the README's 3-seed mean of this catalog and arm ({EXPERIMENTS_FILE}: "
+             + (f"{ref:.4f})." if ref is not None else "not found)."), "",
+             f"| path | test {METRIC} per train seed | mean ± sd | change against the README's mean |",
+             "| --- | --- | --- | --- |"]
+    for name in names:
+        tests = {str(train_seed): runs[name]["test"]} | runs[name]["seeds"]  # the run's own seed first
+        mean, sd = statistics.mean(tests.values()), statistics.stdev(tests.values())
+        change = f"{mean / ref - 1:+.1%}" if ref is not None else "–"
+        lines.append(f"| {name} | {', '.join(f'{k}: {v:.4f}' for k, v in tests.items())} | "
+                     f"{mean:.4f} ± {sd:.4f} ({sd / mean:.1%}) | {change} |")
+    return lines
+
+
 def summary(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Mean and sd of the test figure over the paths; each path's change against :data:`REFERENCE`."""
     values = [r["test"] for r in runs.values()]
@@ -116,7 +186,7 @@ def summary(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "largest_change": max(changes.values(), key=abs), "changes": changes}
 
 
-def markdown(runs: dict[str, dict[str, Any]]) -> str:
+def markdown(runs: dict[str, dict[str, Any]], out: Path = RESULTS) -> str:
     """The table (one row per path, in :data:`PATHS` order) and the summary line."""
     s = summary(runs)
     names = [n for n in PATHS if n in runs]
@@ -138,27 +208,34 @@ def markdown(runs: dict[str, dict[str, Any]]) -> str:
     paths = f"{s['n']} path{'s' * (s['n'] != 1)}"
     lines += ["", f"Over the {paths}: mean {s['mean']:.4f}, sd {s['sd']:.4f} ({s['rel_sd']:.1%} of the "
               f"mean); the largest change against the README's run is {s['largest_change']:+.1%}.",
-              f"Machine: {runs[REFERENCE]['machine']} (caps as named)."]
+              f"Machine: {runs[REFERENCE]['machine']} (caps as named).", *seeds_table(runs, out)]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=("run", "record", "report"))
+    parser.add_argument("action", choices=("run", "record", "seeds", "report"))
     parser.add_argument("--clone", type=Path, default=REPO, help="project clone with its .venv")
     parser.add_argument("--path", choices=list(PATHS), help="float path (run, record)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--commit", help="record: the commit of outputs copied out of their clone")
+    parser.add_argument("--seeds", type=int, nargs="+", help="seeds: the train.seed values to run")
     args = parser.parse_args()
     if args.action != "report":
         if args.path is None:
             parser.error(f"{args.action} needs --path")
-        if args.action == "run":
-            run_path(args.clone.resolve(), args.path)
-        print(json.dumps(record(args.clone.resolve(), args.path, args.out, args.commit), indent=1))
+        if args.action == "seeds":
+            if not args.seeds:
+                parser.error("seeds needs --seeds")
+            tests = run_seeds(args.clone.resolve(), args.path, args.seeds)
+            print(json.dumps(record_seeds(args.path, tests, args.out), indent=1))
+        else:
+            if args.action == "run":
+                run_path(args.clone.resolve(), args.path)
+            print(json.dumps(record(args.clone.resolve(), args.path, args.out, args.commit), indent=1))
     runs = load_runs(args.out)
     if REFERENCE in runs:
-        table = markdown(runs)
+        table = markdown(runs, args.out)
         (args.out / REPORT_FILE).write_text(table)
         print(table)
 

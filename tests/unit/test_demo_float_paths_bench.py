@@ -80,3 +80,40 @@ def test_more_threads_than_cores_make_mkl_use_them_all(
     assert env["OMP_NUM_THREADS"] == str(threads)
     assert (env.get("MKL_DYNAMIC") == "FALSE") is oversubscribed
     assert (env.get("OMP_WAIT_POLICY") == "PASSIVE") is oversubscribed
+
+
+def test_seeds_retrain_in_the_path_s_environment_and_compare_with_the_readme_s_mean(
+    tmp_path: Path, monkeypatch
+) -> None:
+    clone = _outputs(tmp_path / "c", 0.12, 0.5, [(0.5, 0.11, 0.12)])
+    calls = []
+
+    def fake_run(cmd, cwd, env, check):  # noqa: ANN001, ANN202 - the stage writes its seed's figure
+        calls.append((cmd, env["OMP_NUM_THREADS"], env.get("ONEDNN_MAX_CPU_ISA")))
+        seed = int(cmd[-1].split("=")[1])
+        if cmd[2] == "evaluate":
+            metrics = {"test": {"recall@20": seed / 1e4}}
+            (cwd / "reports/evaluate/metrics.json").write_text(json.dumps(metrics))
+
+    out = tmp_path / "out"
+    dfp.record(clone, "AVX caps, 1 thread", out, commit="abc1234")  # the path's run: 0.12
+    dfp.record(clone, dfp.REFERENCE, out, commit="abc1234")
+    monkeypatch.setattr(dfp.subprocess, "run", fake_run)
+    tests = dfp.run_seeds(clone, "AVX caps, 1 thread", [1000, 1100])
+    assert tests == {"1000": 0.1, "1100": 0.11}
+    assert [c[0][2:] for c in calls] == [[stage, "-S", f"train.seed={seed}"]
+                                         for seed in (1000, 1100) for stage in ("train", "evaluate")]
+    assert all(c[1:] == ("1", "AVX") for c in calls)
+
+    with pytest.raises(SystemExit, match="no run of path 'AVX caps, 1 thread'"):
+        dfp.record_seeds("AVX caps, 1 thread", tests, tmp_path / "empty")
+    assert dfp.record_seeds("AVX caps, 1 thread", tests, out)["seeds"] == tests
+    catalog = dfp.load_params(REPO / "params.yaml").demo.seed
+    runs = [{"catalog": catalog, "arm": dfp.DEMO_ARM, "test": {"recall@20": t}} for t in (0.1, 0.12)]
+    runs.append({"catalog": catalog + 1, "arm": dfp.DEMO_ARM, "test": {"recall@20": 0.5}})  # another catalog
+    (out / dfp.EXPERIMENTS_FILE).write_text(json.dumps({"runs": runs}))
+    table = dfp.markdown(dfp.load_runs(out), out)
+    own = dfp.load_params(REPO / "params.yaml").train.seed
+    row = f"| AVX caps, 1 thread | {own}: 0.1200, 1000: 0.1000, 1100: 0.1100 | 0.1100 ± 0.0100 (9.1%) | +0.0%"
+    assert row in table
+    assert "3-seed mean of this catalog and arm (demo_experiments.json: 0.1100)" in table
