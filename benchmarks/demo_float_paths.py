@@ -187,7 +187,7 @@ def summary(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def markdown(runs: dict[str, dict[str, Any]], out: Path = RESULTS) -> str:
-    """The table (one row per path, in :data:`PATHS` order) and the summary line."""
+    """The table (one row per path, in :data:`PATHS` order), the summary line and the seeds table."""
     s = summary(runs)
     names = [n for n in PATHS if n in runs]
     lines = [
@@ -216,7 +216,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=("run", "record", "seeds", "report"))
     parser.add_argument("--clone", type=Path, default=REPO, help="project clone with its .venv")
-    parser.add_argument("--path", choices=list(PATHS), help="float path (run, record)")
+    parser.add_argument("--path", choices=list(PATHS), help="float path (run, record, seeds)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--commit", help="record: the commit of outputs copied out of their clone")
     parser.add_argument("--seeds", type=int, nargs="+", help="seeds: the train.seed values to run")
@@ -227,6 +227,8 @@ def main() -> None:
         if args.action == "seeds":
             if not args.seeds:
                 parser.error("seeds needs --seeds")
+            if args.path not in load_runs(args.out):  # before the training, not after it
+                parser.error(f"no run of path '{args.path}' in {args.out / RUNS_FILE}: run the path first")
             tests = run_seeds(args.clone.resolve(), args.path, args.seeds)
             print(json.dumps(record_seeds(args.path, tests, args.out), indent=1))
         else:

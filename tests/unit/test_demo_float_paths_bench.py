@@ -117,3 +117,10 @@ def test_seeds_retrain_in_the_path_s_environment_and_compare_with_the_readme_s_m
     row = f"| AVX caps, 1 thread | {own}: 0.1200, 1000: 0.1000, 1100: 0.1100 | 0.1100 ± 0.0100 (9.1%) | +0.0%"
     assert row in table
     assert "3-seed mean of this catalog and arm (demo_experiments.json: 0.1100)" in table
+
+
+def test_seeds_of_a_path_not_run_are_refused_before_any_training(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks/demo_float_paths.py"), "seeds",
+                           "--path", "native, 1 thread", "--seeds", "5", "--out", str(tmp_path),
+                           "--clone", str(tmp_path / "no clone")], capture_output=True, text=True)
+    assert done.returncode == 2 and "no run of path 'native, 1 thread'" in done.stderr
