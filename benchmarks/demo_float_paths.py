@@ -117,6 +117,12 @@ def load_runs(out: Path) -> dict[str, dict[str, Any]]:
     return json.loads(path.read_text())["runs"] if path.exists() else {}
 
 
+def save_runs(out: Path, runs: dict[str, dict[str, Any]]) -> None:
+    """Write the runs by path name to ``out`` (the file :func:`load_runs` reads)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / RUNS_FILE).write_text(json.dumps({"runs": runs}, indent=1) + "\n")
+
+
 def record(clone: Path, name: str, out: Path, commit: str | None = None) -> dict[str, Any]:
     """Merge the run in ``clone`` into ``out/demo_float_paths.json`` under ``name``.
 
@@ -128,8 +134,7 @@ def record(clone: Path, name: str, out: Path, commit: str | None = None) -> dict
     runs = load_runs(out)
     runs[name] = {"threads": threads, "caps": caps, "commit": commit, "machine": cpu_model(),
                   **read_run(clone)}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / RUNS_FILE).write_text(json.dumps({"runs": runs}, indent=1) + "\n")
+    save_runs(out, runs)
     return runs[name]
 
 
@@ -139,16 +144,15 @@ def record_seeds(name: str, tests: dict[str, float], out: Path) -> dict[str, Any
     if name not in runs:
         raise SystemExit(f"{out / RUNS_FILE}: no run of path '{name}'; run or record the path first")
     runs[name]["seeds"] = runs[name].get("seeds", {}) | tests
-    (out / RUNS_FILE).write_text(json.dumps({"runs": runs}, indent=1) + "\n")
+    save_runs(out, runs)
     return runs[name]
 
 
-def experiments_mean(out: Path) -> float | None:
-    """The 3-seed mean of the README's table for the demo's catalog and arm (``demo_experiments``)."""
+def experiments_mean(out: Path, catalog: int) -> float | None:
+    """The 3-seed mean of the README's table for ``catalog`` (demo.seed) and the default arm."""
     path = out / EXPERIMENTS_FILE
     if not path.exists():
         return None
-    catalog = load_params(REPO / "params.yaml").demo.seed
     tests = [r["test"][METRIC] for r in json.loads(path.read_text())["runs"]
              if r["catalog"] == catalog and r["arm"] == DEMO_ARM]
     return statistics.mean(tests) if tests else None
@@ -160,15 +164,15 @@ def seeds_table(runs: dict[str, dict[str, Any]], out: Path) -> list[str]:
     names = [n for n in PATHS if runs.get(n, {}).get("seeds")]
     if not names:
         return []
-    train_seed = load_params(REPO / "params.yaml").train.seed  # the seed of the path's own run
-    ref = experiments_mean(out)
+    params = load_params(REPO / "params.yaml")  # train.seed: the seed of the path's own run
+    ref = experiments_mean(out, params.demo.seed)
     lines = ["", "Train seeds per path (the path's run, then `seeds`: the train and evaluate stages on "
              f"its adapt), against the README's 3-seed mean of this catalog and arm ({EXPERIMENTS_FILE}: "
              + (f"{ref:.4f})." if ref is not None else "not found)."), "",
              f"| path | test {METRIC} per train seed | mean ± sd | change against the README's mean |",
              "| --- | --- | --- | --- |"]
     for name in names:
-        tests = {str(train_seed): runs[name]["test"]} | runs[name]["seeds"]  # the run's own seed first
+        tests = {str(params.train.seed): runs[name]["test"]} | runs[name]["seeds"]  # the run's own seed first
         mean, sd = statistics.mean(tests.values()), statistics.stdev(tests.values())
         change = f"{mean / ref - 1:+.1%}" if ref is not None else "–"
         lines.append(f"| {name} | {', '.join(f'{k}: {v:.4f}' for k, v in tests.items())} | "
