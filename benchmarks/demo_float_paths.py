@@ -6,15 +6,17 @@ This runs the whole pipeline in a clone under each path of :data:`PATHS` (thread
 ``OMP_NUM_THREADS``; instruction sets capped with :data:`demo_experiments.ISA_CAPS`, which
 ``float_paths.py`` shows reach every op; more threads than this machine's cores stand in for a
 larger machine: each op splits its work by the thread count, not the cores) and records test
-Recall@20, the grid point valid chose and every grid point's valid and test figure. The report
-gives each path's change against the README's run (native, 2 threads) and the mean and sd over
-the paths.
+Recall@20, the grid point valid chose, every grid point's valid and test figure, and the clone's
+``clip.adapt.epochs``. The report gives each path's change against ``make demo`` here (native,
+2 threads: the README's run when the clone has the default params) and the mean and sd over the
+paths. ``--out`` keeps another recipe's paths apart (``benchmarks/results/demo_experiments_adapt9/``:
+9 adapt epochs).
 
 The clone's ``dvc.lock`` is restored from git after each run; its outputs are left as the run
 wrote them (``dvc checkout`` restores the committed ones). Records merge into
 ``benchmarks/results/demo_float_paths.json`` by path name, so paths can run one at a time.
 ``seeds``, right after a path's ``run`` in the same clone, retrains at other train seeds on that
-path's adapt and compares their mean with the README's 3-seed mean.
+path's adapt and compares their mean with the 3-seed mean in ``demo_experiments.json`` under ``--out``.
 
 Usage::
 
@@ -22,6 +24,8 @@ Usage::
     python benchmarks/demo_float_paths.py record --clone . --path "native, 2 threads"   # outputs there
     python benchmarks/demo_float_paths.py seeds --clone /tmp/c1 --path "AVX2 caps, 1 thread" --seeds 1000 1001
     python benchmarks/demo_float_paths.py report
+    python benchmarks/demo_float_paths.py report --out benchmarks/results/demo_experiments_adapt9 \
+        --against benchmarks/results           # + both recipes on the paths they share
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ METRIC = "recall@20"
 GRID_KEY = "mm_image_weight"  # the demo grid's varying param
 RESULTS = REPO / "benchmarks" / "results"
 RUNS_FILE, REPORT_FILE = "demo_float_paths.json", "demo_float_paths.md"  # under --out
-EXPERIMENTS_FILE = "demo_experiments.json"  # the README's 3-seed table, also under --out
+EXPERIMENTS_FILE = "demo_experiments.json"  # the 3-seed table under --out (benchmarks/results: the README's)
 DEMO_ARM = TARGETS[0][0]  # CLIPER, the default: the arm `make demo` trains
 
 
@@ -129,11 +133,12 @@ def record(clone: Path, name: str, out: Path, commit: str | None = None) -> dict
     ``commit``: the commit the outputs came from (default: the clone's ``HEAD``).
     """
     threads, caps = PATHS[name]
+    epochs = load_params(clone / "params.yaml").clip.adapt.epochs
     commit = commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, check=True,
                                       capture_output=True, text=True).stdout.strip()
     runs = load_runs(out)
     runs[name] = {"threads": threads, "caps": caps, "commit": commit, "machine": cpu_model(),
-                  **read_run(clone)}
+                  "adapt_epochs": epochs, **read_run(clone)}
     save_runs(out, runs)
     return runs[name]
 
@@ -149,7 +154,7 @@ def record_seeds(name: str, tests: dict[str, float], out: Path) -> dict[str, Any
 
 
 def experiments_mean(out: Path, catalog: int) -> float | None:
-    """The 3-seed mean of the README's table for ``catalog`` (demo.seed) and the default arm."""
+    """The 3-seed mean of the table under ``out`` for ``catalog`` (demo.seed) and the default arm."""
     path = out / EXPERIMENTS_FILE
     if not path.exists():
         return None
@@ -167,9 +172,9 @@ def seeds_table(runs: dict[str, dict[str, Any]], out: Path) -> list[str]:
     params = load_params(REPO / "params.yaml")  # train.seed: the seed of the path's own run
     ref = experiments_mean(out, params.demo.seed)
     lines = ["", "Train seeds per path (the path's run, then `seeds`: the train and evaluate stages on "
-             f"its adapt), against the README's 3-seed mean of this catalog and arm ({EXPERIMENTS_FILE}: "
+             f"its adapt), against the 3-seed mean of this catalog and arm ({EXPERIMENTS_FILE}: "
              + (f"{ref:.4f})." if ref is not None else "not found)."), "",
-             f"| path | test {METRIC} per train seed | mean ± sd | change against the README's mean |",
+             f"| path | test {METRIC} per train seed | mean ± sd | change against that mean |",
              "| --- | --- | --- | --- |"]
     for name in names:
         tests = {str(params.train.seed): runs[name]["test"]} | runs[name]["seeds"]  # the run's own seed first
@@ -190,6 +195,14 @@ def summary(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "largest_change": max(changes.values(), key=abs), "changes": changes}
 
 
+def adapt_epochs(runs: dict[str, dict[str, Any]]) -> str:
+    """The runs' ``clip.adapt.epochs``: one value, or each path's when they differ."""
+    values = {name: r.get("adapt_epochs", "not recorded") for name, r in runs.items()}
+    if len(set(values.values())) == 1:
+        return str(next(iter(values.values())))
+    return ", ".join(f"{name}: {v}" for name, v in values.items())
+
+
 def markdown(runs: dict[str, dict[str, Any]], out: Path = RESULTS) -> str:
     """The table (one row per path, in :data:`PATHS` order), the summary line and the seeds table."""
     s = summary(runs)
@@ -198,7 +211,8 @@ def markdown(runs: dict[str, dict[str, Any]], out: Path = RESULTS) -> str:
         "# `make demo`'s figure on emulated CPUs (`python benchmarks/demo_float_paths.py`)",
         "",
         f"`dvc repro -f` of the demo per float path; test {METRIC}, valid's {GRID_KEY} and each grid",
-        f"point's valid / test {METRIC}. Change against the README's run ({REFERENCE}).",
+        f"point's valid / test {METRIC}. Change against `make demo` here ({REFERENCE}).",
+        f"Adapt epochs (`clip.adapt.epochs`): {adapt_epochs(runs)}.",
         "",
         f"| path | commit | test {METRIC} | change | chosen | grid (point: valid / test) |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -211,9 +225,33 @@ def markdown(runs: dict[str, dict[str, Any]], out: Path = RESULTS) -> str:
                      f"{r['chosen']} | {grid} |")
     paths = f"{s['n']} path{'s' * (s['n'] != 1)}"
     lines += ["", f"Over the {paths}: mean {s['mean']:.4f}, sd {s['sd']:.4f} ({s['rel_sd']:.1%} of the "
-              f"mean); the largest change against the README's run is {s['largest_change']:+.1%}.",
+              f"mean); the largest change against the {REFERENCE} run is {s['largest_change']:+.1%}.",
               f"Machine: {runs[REFERENCE]['machine']} (caps as named).", *seeds_table(runs, out)]
     return "\n".join(lines) + "\n"
+
+
+def comparison(runs: dict[str, dict[str, Any]], other: dict[str, dict[str, Any]],
+               other_dir: Path) -> list[str]:
+    """Markdown lines: the paths both ``runs`` and ``other`` (the runs in ``other_dir``) hold, side by
+    side, with each set's mean, sd and range around its mean over those paths."""
+    names = [n for n in PATHS if n in runs and n in other]
+    if len(names) < 2:
+        return []
+    mine, theirs = summary({n: runs[n] for n in names}), summary({n: other[n] for n in names})
+
+    def spread(s: dict[str, Any], rs: dict[str, dict[str, Any]]) -> str:
+        around = [rs[n]["test"] / s["mean"] - 1 for n in names]
+        return (f"{s['mean']:.4f}, sd {s['sd']:.4f} ({s['rel_sd']:.1%}), "
+                f"{min(around):+.1%} to {max(around):+.1%}")
+
+    epochs_here, epochs_there = (adapt_epochs({n: rs[n] for n in names}) for rs in (runs, other))
+    lines = ["", f"Against `{other_dir}/{RUNS_FILE}` on the {len(names)} paths both hold (adapt epochs: "
+             f"here {epochs_here}, there {epochs_there}):", "",
+             f"| path | test {METRIC} here | chosen | there | chosen |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {n} | {runs[n]['test']:.4f} | {runs[n]['chosen']} | {other[n]['test']:.4f} | "
+              f"{other[n]['chosen']} |" for n in names]
+    return lines + ["", f"Mean, sd and range around the mean over those paths: here {spread(mine, runs)}; "
+                    f"there {spread(theirs, other)}."]
 
 
 def main() -> None:
@@ -224,6 +262,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--commit", help="record: the commit of outputs copied out of their clone")
     parser.add_argument("--seeds", type=int, nargs="+", help="seeds: the train.seed values to run")
+    parser.add_argument("--against", type=Path,
+                        help="report: another --out folder (another recipe), compared on the paths both hold")
     args = parser.parse_args()
     if args.action != "report":
         if args.path is None:
@@ -242,6 +282,8 @@ def main() -> None:
     runs = load_runs(args.out)
     if REFERENCE in runs:
         table = markdown(runs, args.out)
+        if args.against:
+            table += "\n".join(comparison(runs, load_runs(args.against), args.against)) + "\n"
         (args.out / REPORT_FILE).write_text(table)
         print(table)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,9 +16,15 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import demo_float_paths as dfp  # noqa: E402
 
 
-def _outputs(root: Path, test: float, chosen: float, grid: list[tuple[float, float, float]]) -> Path:
-    """The two files a run leaves: evaluate's metrics and train's meta with its grid."""
+def _outputs(root: Path, test: float, chosen: float, grid: list[tuple[float, float, float]],
+             adapt_epochs: int = 18) -> Path:
+    """The two files a run leaves: evaluate's metrics and train's meta with its grid; the clone's
+    params.yaml with ``adapt_epochs``."""
     (root / "reports/evaluate").mkdir(parents=True)
+    params = (REPO / "params.yaml").read_text()
+    epochs_line = re.search(r"\n    epochs: \d+", params)
+    assert epochs_line is not None and params.index("adapt:") < epochs_line.start()  # clip.adapt.epochs
+    (root / "params.yaml").write_text(params.replace(epochs_line.group(), f"\n    epochs: {adapt_epochs}", 1))
     (root / "models/recommender").mkdir(parents=True)
     (root / "reports/evaluate/metrics.json").write_text(json.dumps({"test": {"recall@20": test}}))
     rows = [{"point": {"knn_k": 10, dfp.GRID_KEY: w}, "valid": {"recall@20": v}, "test": {"recall@20": t}}
@@ -31,12 +38,19 @@ def test_a_recorded_run_holds_the_test_figure_valid_s_choice_and_the_grid(tmp_pa
     clone = _outputs(tmp_path / "c", 0.12, 0.5, [(0.3, 0.10, 0.11), (0.5, 0.11, 0.12)])
     rec = dfp.record(clone, "AVX caps, 1 thread", tmp_path / "out", commit="abc1234")
     assert (rec["test"], rec["chosen"], rec["commit"], rec["threads"]) == (0.12, 0.5, "abc1234", 1)
+    assert rec["adapt_epochs"] == 18
     assert rec["caps"]["ONEDNN_MAX_CPU_ISA"] == "AVX"
     assert rec["grid"] == [{"point": 0.3, "valid": 0.10, "test": 0.11},
                            {"point": 0.5, "valid": 0.11, "test": 0.12}]
-    dfp.record(_outputs(tmp_path / "d", 0.10, 0.3, []), dfp.REFERENCE, tmp_path / "out", commit="def5678")
+    dfp.record(_outputs(tmp_path / "d", 0.10, 0.3, [], adapt_epochs=9), dfp.REFERENCE, tmp_path / "out",
+               commit="def5678")
     runs = json.loads((tmp_path / "out/demo_float_paths.json").read_text())["runs"]
     assert set(runs) == {"AVX caps, 1 thread", dfp.REFERENCE}  # merged by path name
+    assert runs[dfp.REFERENCE]["adapt_epochs"] == 9
+    table = dfp.markdown(runs)
+    assert f"Adapt epochs (`clip.adapt.epochs`): AVX caps, 1 thread: 18, {dfp.REFERENCE}: 9." in table
+    runs["AVX caps, 1 thread"]["adapt_epochs"] = 9
+    assert "Adapt epochs (`clip.adapt.epochs`): 9." in dfp.markdown(runs)
 
 
 def test_the_report_measures_every_path_against_the_readme_s_run() -> None:
@@ -49,7 +63,8 @@ def test_the_report_measures_every_path_against_the_readme_s_run() -> None:
     assert s["changes"]["AVX2 caps, 2 threads"] == pytest.approx(-0.05)
     assert s["largest_change"] == pytest.approx(0.10)  # against the README's run, not the mean
     table = dfp.markdown(runs)
-    rows = [line.split(" | ")[0] for line in table.splitlines()[7:] if line.startswith("| ")]
+    assert "Adapt epochs (`clip.adapt.epochs`): not recorded." in table
+    rows = [line.split(" | ")[0] for line in table.splitlines()[8:] if line.startswith("| ")]
     assert rows == [f"| {dfp.REFERENCE}", "| native, 1 thread", "| AVX2 caps, 2 threads"]  # PATHS order
     assert "| 0.1140 | -5.0% |" in table and "sd 0.0092 (7.5% of the mean)" in table
 
@@ -124,3 +139,20 @@ def test_seeds_of_a_path_not_run_are_refused_before_any_training(tmp_path: Path)
                            "--path", "native, 1 thread", "--seeds", "5", "--out", str(tmp_path),
                            "--clone", str(tmp_path / "no clone")], capture_output=True, text=True)
     assert done.returncode == 2 and "no run of path 'native, 1 thread'" in done.stderr
+
+
+def test_against_another_recipe_compares_the_paths_both_hold(tmp_path: Path) -> None:
+    def run(test: float, epochs: int) -> dict:
+        return {"test": test, "chosen": 0.3, "commit": "c", "machine": "cpu", "grid": [],
+                "adapt_epochs": epochs}
+
+    one = "native, 1 thread"
+    here = {dfp.REFERENCE: run(0.12, 9), one: run(0.10, 9), "AVX caps, 2 threads": run(0.2, 9)}
+    there = {dfp.REFERENCE: run(0.11, 18), one: run(0.11, 18), "native, 4 threads": run(0.3, 18)}
+    lines = dfp.comparison(here, there, tmp_path)
+    assert "on the 2 paths both hold (adapt epochs: here 9, there 18)" in lines[1]
+    assert [ln.split(" | ")[0] for ln in lines if ln.startswith("| ") and "---" not in ln][1:] == [
+        f"| {dfp.REFERENCE}", "| native, 1 thread"]
+    assert lines[-1].endswith("here 0.1100, sd 0.0141 (12.9%), -9.1% to +9.1%; there 0.1100, sd 0.0000 "
+                              "(0.0%), +0.0% to +0.0%.")
+    assert dfp.comparison(here, {dfp.REFERENCE: there[dfp.REFERENCE]}, tmp_path) == []  # one path: nothing
