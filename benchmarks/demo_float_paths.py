@@ -265,6 +265,8 @@ def main() -> None:
     parser.add_argument("--against", type=Path,
                         help="report: another --out folder (another recipe), compared on the paths both hold")
     args = parser.parse_args()
+    if args.against and not (args.against / RUNS_FILE).exists():
+        parser.error(f"--against {args.against}: no {RUNS_FILE} there (a folder that run or record wrote)")
     if args.action != "report":
         if args.path is None:
             parser.error(f"{args.action} needs --path")
@@ -282,8 +284,8 @@ def main() -> None:
     runs = load_runs(args.out)
     if REFERENCE in runs:
         table = markdown(runs, args.out)
-        if args.against:
-            table += "\n".join(comparison(runs, load_runs(args.against), args.against)) + "\n"
+        if args.against and (lines := comparison(runs, load_runs(args.against), args.against)):
+            table += "\n".join(lines) + "\n"
         (args.out / REPORT_FILE).write_text(table)
         print(table)
 

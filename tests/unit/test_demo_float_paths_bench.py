@@ -156,3 +156,10 @@ def test_against_another_recipe_compares_the_paths_both_hold(tmp_path: Path) -> 
     assert lines[-1].endswith("here 0.1100, sd 0.0141 (12.9%), -9.1% to +9.1%; there 0.1100, sd 0.0000 "
                               "(0.0%), +0.0% to +0.0%.")
     assert dfp.comparison(here, {dfp.REFERENCE: there[dfp.REFERENCE]}, tmp_path) == []  # one path: nothing
+
+
+def test_against_a_folder_without_runs_is_refused(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks/demo_float_paths.py"), "report",
+                           "--out", str(tmp_path), "--against", str(tmp_path / "typo")],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and f"--against {tmp_path / 'typo'}: no {dfp.RUNS_FILE} there" in done.stderr
