@@ -185,14 +185,20 @@ def seeds_table(runs: dict[str, dict[str, Any]], out: Path) -> list[str]:
     return lines
 
 
-def summary(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Mean and sd of the test figure over the paths; each path's change against :data:`REFERENCE`."""
+def spread(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Mean and sd of the test figure over the paths, and its range around the mean."""
     values = [r["test"] for r in runs.values()]
     mean, sd = statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"n": len(values), "mean": mean, "sd": sd, "rel_sd": sd / mean,
+            "low": min(values) / mean - 1, "high": max(values) / mean - 1}
+
+
+def summary(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """:func:`spread` over the paths, and each path's change against :data:`REFERENCE`."""
     ref = runs[REFERENCE]["test"]
     changes = {name: r["test"] / ref - 1 for name, r in runs.items()}
-    return {"n": len(values), "mean": mean, "sd": sd, "rel_sd": sd / mean, "reference": ref,
-            "largest_change": max(changes.values(), key=abs), "changes": changes}
+    return {**spread(runs), "reference": ref, "largest_change": max(changes.values(), key=abs),
+            "changes": changes}
 
 
 def adapt_epochs(runs: dict[str, dict[str, Any]]) -> str:
@@ -234,15 +240,13 @@ def comparison(runs: dict[str, dict[str, Any]], other: dict[str, dict[str, Any]]
                other_dir: Path) -> list[str]:
     """Markdown lines: the paths both ``runs`` and ``other`` (the runs in ``other_dir``) hold, side by
     side, with each set's mean, sd and range around its mean over those paths."""
-    names = [n for n in PATHS if n in runs and n in other]
+    names = [n for n in PATHS if n in runs and n in other]  # REFERENCE need not be among them
     if len(names) < 2:
         return []
-    mine, theirs = summary({n: runs[n] for n in names}), summary({n: other[n] for n in names})
 
-    def spread(s: dict[str, Any], rs: dict[str, dict[str, Any]]) -> str:
-        around = [rs[n]["test"] / s["mean"] - 1 for n in names]
-        return (f"{s['mean']:.4f}, sd {s['sd']:.4f} ({s['rel_sd']:.1%}), "
-                f"{min(around):+.1%} to {max(around):+.1%}")
+    def described(rs: dict[str, dict[str, Any]]) -> str:
+        s = spread({n: rs[n] for n in names})
+        return f"{s['mean']:.4f}, sd {s['sd']:.4f} ({s['rel_sd']:.1%}), {s['low']:+.1%} to {s['high']:+.1%}"
 
     epochs_here, epochs_there = (adapt_epochs({n: rs[n] for n in names}) for rs in (runs, other))
     lines = ["", f"Against `{other_dir}/{RUNS_FILE}` on the {len(names)} paths both hold (adapt epochs: "
@@ -250,8 +254,8 @@ def comparison(runs: dict[str, dict[str, Any]], other: dict[str, dict[str, Any]]
              f"| path | test {METRIC} here | chosen | there | chosen |", "| --- | --- | --- | --- | --- |"]
     lines += [f"| {n} | {runs[n]['test']:.4f} | {runs[n]['chosen']} | {other[n]['test']:.4f} | "
               f"{other[n]['chosen']} |" for n in names]
-    return lines + ["", f"Mean, sd and range around the mean over those paths: here {spread(mine, runs)}; "
-                    f"there {spread(theirs, other)}."]
+    return lines + ["", f"Mean, sd and range around the mean over those paths: here {described(runs)}; "
+                    f"there {described(other)}."]
 
 
 def main() -> None:

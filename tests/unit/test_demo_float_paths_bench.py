@@ -156,6 +156,10 @@ def test_against_another_recipe_compares_the_paths_both_hold(tmp_path: Path) -> 
     assert lines[-1].endswith("here 0.1100, sd 0.0141 (12.9%), -9.1% to +9.1%; there 0.1100, sd 0.0000 "
                               "(0.0%), +0.0% to +0.0%.")
     assert dfp.comparison(here, {dfp.REFERENCE: there[dfp.REFERENCE]}, tmp_path) == []  # one path: nothing
+    without_reference = {one: run(0.11, 18), "AVX caps, 2 threads": run(0.13, 18)}  # `make demo`'s not shared
+    lines = dfp.comparison(here, without_reference, tmp_path)
+    assert lines[-1].endswith("here 0.1500, sd 0.0707 (47.1%), -33.3% to +33.3%; there 0.1200, sd 0.0141 "
+                              "(11.8%), -8.3% to +8.3%.")
 
 
 def test_against_a_folder_without_runs_is_refused(tmp_path: Path) -> None:
