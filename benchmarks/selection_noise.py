@@ -77,15 +77,19 @@ def run(root: Path, seeds: list[int], out: Path) -> None:
     """Record every grid point's curves for each seed into ``out`` (resumes: finished seeds kept)."""
     torch.set_num_threads(1)  # as one train.workers process on the demo's 2 cores
     params = load_params(root / "params.yaml")
+    done = json.loads(out.read_text()) if out.exists() else {"runs": []}
+    recipe = {"catalog": params.demo.seed, "adapt_epochs": params.clip.adapt.epochs}
+    for key, value in recipe.items():  # resuming must not mix two projects' curves in one file
+        if key in done and done[key] != value:
+            sys.exit(f"{out} holds curves of {key} {done[key]}, but {root / 'params.yaml'} has {value}; "
+                     "give another --out")
     ctx = grid_context(params, root)
     metric = ctx.settings.valid_metric
     if ctx.settings.eval_every != 1:
         sys.exit(f"train.eval_every is {ctx.settings.eval_every}; this benchmark needs 1 (a valid per epoch)")
-    done = json.loads(out.read_text()) if out.exists() else {"runs": []}
     commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, check=False).stdout.strip() or None
-    done.update({"root": str(root), "catalog": params.demo.seed, "metric": metric, "commit": commit,
-                 "adapt_epochs": params.clip.adapt.epochs, "cpu": cpu_model()})
+    done.update({"root": str(root), "metric": metric, "commit": commit, "cpu": cpu_model(), **recipe})
     build = _build_fn(params, ctx.inputs)
     for seed in seeds:
         if any(r["seed"] == seed for r in done["runs"]):

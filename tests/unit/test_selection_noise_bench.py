@@ -80,3 +80,12 @@ def test_each_point_alone_and_the_pooled_spread(tmp_path: Path) -> None:
     pooled = report["pooled_rel_sd"]
     assert pooled["point mm_image_weight=0.1 (diagnostic)"] == pytest.approx(rel / np.sqrt(2))
     assert pooled["best epoch"] == pytest.approx(0.0)  # 0.5 on every seed
+
+
+def test_run_refuses_to_resume_another_catalogs_curves(tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())  # demo.seed 2024
+    out = tmp_path / "runs.json"
+    out.write_text(json.dumps({"catalog": 7, "adapt_epochs": 18, "runs": [{"seed": 999, "points": []}]}))
+    with pytest.raises(SystemExit, match="curves of catalog 7.*has 2024; give another --out"):
+        sn.run(tmp_path, [999], out)
+    assert json.loads(out.read_text())["runs"] == [{"seed": 999, "points": []}]  # left as it was
