@@ -112,6 +112,13 @@ def cpu_model() -> str:
     return f"{model} ({', '.join(caps)})" if caps else model
 
 
+def head_commit(root: Path, check: bool = True) -> str | None:
+    """The short hash of ``root``'s ``HEAD``; with ``check=False``, None where git gives none."""
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, check=check,
+                          capture_output=True, text=True)
+    return done.stdout.strip() or None
+
+
 def run_experiment(root: Path, name: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """One ``dvc exp run`` from the committed params; returns its metrics and MLflow run.
 

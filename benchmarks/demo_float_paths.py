@@ -42,7 +42,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from demo_experiments import ISA_CAPS, cpu_model  # noqa: E402
+from demo_experiments import ISA_CAPS, cpu_model, head_commit  # noqa: E402
 from demo_quality import TARGETS  # noqa: E402
 from float_paths import AVX2_CAPS, AVX_CAPS  # noqa: E402
 
@@ -134,8 +134,7 @@ def record(clone: Path, name: str, out: Path, commit: str | None = None) -> dict
     """
     threads, caps = PATHS[name]
     epochs = load_params(clone / "params.yaml").clip.adapt.epochs
-    commit = commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, check=True,
-                                      capture_output=True, text=True).stdout.strip()
+    commit = commit or head_commit(clone)
     runs = load_runs(out)
     runs[name] = {"threads": threads, "caps": caps, "commit": commit, "machine": cpu_model(),
                   "adapt_epochs": epochs, **read_run(clone)}

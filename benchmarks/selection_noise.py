@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -48,7 +47,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from demo_experiments import cpu_model  # noqa: E402
+from demo_experiments import cpu_model, head_commit  # noqa: E402
 
 from cliper import io  # noqa: E402
 from cliper.config import load_params  # noqa: E402
@@ -69,8 +68,7 @@ def record_point(ctx: Any, build: Any, point: dict[str, Any], seed: int, metric:
     test: list[float] = []
     trainer.fit(on_epoch_end=lambda _epoch: test.append(trainer.evaluate(ctx.test)[metric]))
     valid = [h[f"valid_{metric}"] for h in trainer.state.history]
-    return {"point": point, "valid": valid, "test": test, "best_epoch": trainer.state.best_epoch,
-            "test_at_best": trainer.evaluate(ctx.test)[metric]}
+    return {"point": point, "valid": valid, "test": test, "best_epoch": trainer.state.best_epoch}
 
 
 def run(root: Path, seeds: list[int], out: Path) -> None:
@@ -87,8 +85,7 @@ def run(root: Path, seeds: list[int], out: Path) -> None:
     metric = ctx.settings.valid_metric
     if ctx.settings.eval_every != 1:
         sys.exit(f"train.eval_every is {ctx.settings.eval_every}; this benchmark needs 1 (a valid per epoch)")
-    commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, check=False).stdout.strip() or None
+    commit = head_commit(root, check=False)
     done.update({"root": str(root), "metric": metric, "commit": commit, "cpu": cpu_model(), **recipe})
     build = _build_fn(params, ctx.inputs)
     for seed in seeds:

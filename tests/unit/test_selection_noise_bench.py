@@ -18,7 +18,7 @@ import selection_noise as sn  # noqa: E402
 
 def _point(weight: float, valid: list[float], test: list[float]) -> dict:
     return {"point": {"mm_image_weight": weight}, "valid": valid, "test": test,
-            "best_epoch": int(np.argmax(valid)), "test_at_best": test[int(np.argmax(valid))]}
+            "best_epoch": int(np.argmax(valid))}
 
 
 def test_trailing_mean_averages_the_last_window_values() -> None:
