@@ -51,24 +51,32 @@ from demo_experiments import cpu_model, head_commit  # noqa: E402
 
 from cliper import io  # noqa: E402
 from cliper.config import load_params  # noqa: E402
-from cliper.grid import point_settings, split_point  # noqa: E402
+from cliper.grid import grid_search  # noqa: E402
 from cliper.stages.train import _build_fn, grid_context  # noqa: E402
-from cliper.train import Trainer, seed_everything  # noqa: E402
+from cliper.train import Trainer  # noqa: E402
 
 WINDOWS = (5, 10, 20, 40)  # evaluations averaged by the smoothed rules and the diagnostic
 
 
-def record_point(ctx: Any, build: Any, point: dict[str, Any], seed: int, metric: str) -> dict[str, Any]:
-    """Train one grid point as the train stage does; valid and test ``metric`` after every epoch."""
-    settings = replace(point_settings(ctx.settings, point), seed=seed, progress=False)
-    seed_everything(settings.seed)
-    model = build(split_point(point)[0])
+def record_seed(params: Any, ctx: Any, seed: int, metric: str) -> list[dict[str, Any]]:
+    """Per grid point: valid and test ``metric`` after every epoch, and the best valid epoch.
+
+    The points train with train seed ``seed`` in the train stage's own grid search
+    (:func:`cliper.grid.grid_search`, without its checkpoint cache); test is only recorded.
+    """
+    valid: list[list[float]] = [[] for _ in ctx.inputs.points]
+    test: list[list[float]] = [[] for _ in ctx.inputs.points]
+
+    def score(index: int, trainer: Trainer) -> None:
+        valid[index].append(trainer.state.history[-1][f"valid_{metric}"])
+        test[index].append(trainer.evaluate(ctx.test)[metric])
+
     d = ctx.inputs.data
-    trainer = Trainer(model, d.train_users, d.train_items, d.n_items, ctx.valid, settings)
-    test: list[float] = []
-    trainer.fit(on_epoch_end=lambda _epoch: test.append(trainer.evaluate(ctx.test)[metric]))
-    valid = [h[f"valid_{metric}"] for h in trainer.state.history]
-    return {"point": point, "valid": valid, "test": test, "best_epoch": trainer.state.best_epoch}
+    settings = replace(ctx.settings, seed=seed, progress=False)
+    result = grid_search(ctx.inputs.points, _build_fn(params, ctx.inputs), d.train_users, d.train_items,
+                         d.n_items, ctx.valid, ctx.test, settings, on_epoch_end=score)
+    return [{"point": r["point"], "valid": v, "test": t, "best_epoch": r["best_epoch"]}
+            for r, v, t in zip(result.points, valid, test, strict=True)]
 
 
 def run(root: Path, seeds: list[int], out: Path) -> None:
@@ -87,11 +95,10 @@ def run(root: Path, seeds: list[int], out: Path) -> None:
         sys.exit(f"train.eval_every is {ctx.settings.eval_every}; this benchmark needs 1 (a valid per epoch)")
     commit = head_commit(root, check=False)
     done.update({"root": str(root), "metric": metric, "commit": commit, "cpu": cpu_model(), **recipe})
-    build = _build_fn(params, ctx.inputs)
     for seed in seeds:
         if any(r["seed"] == seed for r in done["runs"]):
             continue
-        points = [record_point(ctx, build, p, seed, metric) for p in ctx.inputs.points]
+        points = record_seed(params, ctx, seed, metric)
         done["runs"].append({"seed": seed, "points": points})
         io.write_json(out, done)
         print(f"catalog {params.demo.seed} seed {seed}: "

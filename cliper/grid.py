@@ -82,6 +82,15 @@ def read_progress(directory: str | Path) -> dict[str, Any] | None:
     return {k: state[k] for k in keys}
 
 
+def _point_hook(
+    on_epoch_end: Callable[[int, Trainer], None] | None, index: int, trainer: Trainer
+) -> Callable[[int], None] | None:
+    """``Trainer.fit``'s per-epoch callback for grid point ``index`` (None when there is no hook)."""
+    if on_epoch_end is None:
+        return None
+    return lambda _epoch: on_epoch_end(index, trainer)
+
+
 @dataclass
 class GridResult:
     """Outcome of :func:`grid_search`: the chosen point, its model and every point's record."""
@@ -103,6 +112,7 @@ def grid_search(
     settings: TrainSettings,
     cache_dir: str | Path | None = None,
     cache_key: Any = None,
+    on_epoch_end: Callable[[int, Trainer], None] | None = None,
 ) -> GridResult:
     """Train every point, keep the one with the best **valid** score (ties: the first).
 
@@ -112,6 +122,8 @@ def grid_search(
         build: ``model overrides -> fresh model`` (called right after seeding).
         cache_dir: parent of the per-point checkpoint folders ``<cache_dir>/<hash>/``;
             the hash covers ``cache_key`` (data, features, names), the point and ``settings``.
+        on_epoch_end: called with the point's index and its trainer after each epoch (e.g. to
+            score another set as training goes); it chooses nothing.
 
     Returns:
         A :class:`GridResult`; each record holds the point, best epoch, epochs run, valid metrics at
@@ -125,7 +137,7 @@ def grid_search(
         model = build(split_point(point)[0])
         ckpt = checkpoint_dir(cache_dir, cache_key, point, run_settings) if cache_dir is not None else None
         trainer = Trainer(model, train_users, train_items, n_items, valid, run_settings, ckpt)
-        state = trainer.fit()
+        state = trainer.fit(on_epoch_end=_point_hook(on_epoch_end, index, trainer))
         test_metrics = trainer.evaluate(test)
         records.append(
             {

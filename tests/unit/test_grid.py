@@ -73,6 +73,29 @@ def test_grid_search_trains_each_point_with_its_own_trainer_settings() -> None:
     assert res.trainer.optimizer.param_groups[0]["lr"] == chosen["learning_rate"]
 
 
+def test_the_epoch_hook_sees_every_point_and_epoch_and_changes_no_result() -> None:
+    """``on_epoch_end`` gets each point's index and trainer once per epoch; the search is as without it."""
+    s = Splits.from_frame(interactions())
+    data = InteractionData(s.n_users, s.n_items, s.users["train"], s.items["train"])
+    points = expand_grid({"reg_weight": [0.01, 0.1]})
+    settings = replace(SETTINGS, epochs=3)
+    args = (lambda p: build_model("bpr", data, p), s.users["train"], s.items["train"], s.n_items,
+            s.target("valid"), s.target("test"), settings)
+    seen: list[tuple[int, int, float]] = []
+
+    def hook(index: int, trainer: Trainer) -> None:
+        seen.append((index, trainer.state.epoch, trainer.state.history[-1]["valid_recall@5"]))
+
+    hooked, plain = grid_search(points, *args, on_epoch_end=hook), grid_search(points, *args)
+    assert [(i, e) for i, e, _ in seen] == [(0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (1, 3)]
+    assert [max(v for i, _, v in seen if i == k) for k in (0, 1)] == [
+        p["valid"]["recall@5"] for p in hooked.points
+    ]  # the hook's trainer is the point's own
+    timeless = [[{k: v for k, v in p.items() if k != "seconds_per_epoch"} for p in r.points]
+                for r in (hooked, plain)]
+    assert timeless[0] == timeless[1] and hooked.best_index == plain.best_index
+
+
 def test_weight_decay_reaches_adam_and_shrinks_weights() -> None:
     s = Splits.from_frame(interactions())
     data = InteractionData(s.n_users, s.n_items, s.users["train"], s.items["train"])
