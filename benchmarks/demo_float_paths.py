@@ -16,7 +16,7 @@ The clone's ``dvc.lock`` is restored from git after each run; its outputs are le
 wrote them (``dvc checkout`` restores the committed ones). Records merge into
 ``benchmarks/results/demo_float_paths.json`` by path name, so paths can run one at a time.
 ``seeds``, right after a path's ``run`` in the same clone, retrains at other train seeds on that
-path's adapt and compares their mean with the 3-seed mean in ``demo_experiments.json`` under ``--out``.
+path's adapt and compares their mean with the same seeds' mean in ``demo_experiments.json`` under ``--out``.
 
 Usage::
 
@@ -68,7 +68,7 @@ METRIC = "recall@20"
 GRID_KEY = "mm_image_weight"  # the demo grid's varying param
 RESULTS = REPO / "benchmarks" / "results"
 RUNS_FILE, REPORT_FILE = "demo_float_paths.json", "demo_float_paths.md"  # under --out
-EXPERIMENTS_FILE = "demo_experiments.json"  # the 3-seed table under --out (benchmarks/results: the README's)
+EXPERIMENTS_FILE = "demo_experiments.json"  # the seeds table under --out (benchmarks/results: the README's)
 DEMO_ARM = TARGETS[0][0]  # CLIPER, the default: the arm `make demo` trains
 
 
@@ -152,14 +152,15 @@ def record_seeds(name: str, tests: dict[str, float], out: Path) -> dict[str, Any
     return runs[name]
 
 
-def experiments_mean(out: Path, catalog: int) -> float | None:
-    """The 3-seed mean of the table under ``out`` for ``catalog`` (demo.seed) and the default arm."""
+def experiments_mean(out: Path, catalog: int, seeds: list[int]) -> float | None:
+    """The mean test figure of the table under ``out`` for ``catalog`` (demo.seed), the default arm and
+    exactly these train ``seeds`` (those the paths ran: like for like); None unless it holds them all."""
     path = out / EXPERIMENTS_FILE
     if not path.exists():
         return None
-    tests = [r["test"][METRIC] for r in json.loads(path.read_text())["runs"]
-             if r["catalog"] == catalog and r["arm"] == DEMO_ARM]
-    return statistics.mean(tests) if tests else None
+    tests = {r["seed"]: r["test"][METRIC] for r in json.loads(path.read_text())["runs"]
+             if r["catalog"] == catalog and r["arm"] == DEMO_ARM and r["seed"] in seeds}
+    return statistics.mean(tests.values()) if set(tests) == set(seeds) else None
 
 
 def seeds_table(runs: dict[str, dict[str, Any]], out: Path) -> list[str]:
@@ -169,14 +170,16 @@ def seeds_table(runs: dict[str, dict[str, Any]], out: Path) -> list[str]:
     if not names:
         return []
     params = load_params(REPO / "params.yaml")  # train.seed: the seed of the path's own run
-    ref = experiments_mean(out, params.demo.seed)
+    per_path = {name: {str(params.train.seed): runs[name]["test"]} | runs[name]["seeds"] for name in names}
+    seeds = sorted({int(seed) for tests in per_path.values() for seed in tests})
+    ref = experiments_mean(out, params.demo.seed, seeds)
     lines = ["", "Train seeds per path (the path's run, then `seeds`: the train and evaluate stages on "
-             f"its adapt), against the 3-seed mean of this catalog and arm ({EXPERIMENTS_FILE}: "
-             + (f"{ref:.4f})." if ref is not None else "not found)."), "",
+             f"its adapt), against the mean of the same train seeds ({', '.join(map(str, seeds))}) of this "
+             f"catalog and arm in the table ({EXPERIMENTS_FILE}: "
+             + (f"{ref:.4f})." if ref is not None else "not all of those seeds found)."), "",
              f"| path | test {METRIC} per train seed | mean ± sd | change against that mean |",
              "| --- | --- | --- | --- |"]
-    for name in names:
-        tests = {str(params.train.seed): runs[name]["test"]} | runs[name]["seeds"]  # the run's own seed first
+    for name, tests in per_path.items():  # the run's own seed first
         mean, sd = statistics.mean(tests.values()), statistics.stdev(tests.values())
         change = f"{mean / ref - 1:+.1%}" if ref is not None else "–"
         lines.append(f"| {name} | {', '.join(f'{k}: {v:.4f}' for k, v in tests.items())} | "

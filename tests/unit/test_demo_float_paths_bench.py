@@ -124,14 +124,20 @@ def test_seeds_retrain_in_the_path_s_environment_and_compare_with_the_readme_s_m
         dfp.record_seeds("AVX caps, 1 thread", tests, tmp_path / "empty")
     assert dfp.record_seeds("AVX caps, 1 thread", tests, out)["seeds"] == tests
     catalog = dfp.load_params(REPO / "params.yaml").demo.seed
-    runs = [{"catalog": catalog, "arm": dfp.DEMO_ARM, "test": {"recall@20": t}} for t in (0.1, 0.12)]
-    runs.append({"catalog": catalog + 1, "arm": dfp.DEMO_ARM, "test": {"recall@20": 0.5}})  # another catalog
+    own = dfp.load_params(REPO / "params.yaml").train.seed
+    runs = [{"catalog": catalog, "seed": s, "arm": dfp.DEMO_ARM, "test": {"recall@20": t}}
+            for s, t in ((own, 0.1), (1000, 0.12), (1100, 0.12))]
+    runs.append({"catalog": catalog + 1, "seed": own, "arm": dfp.DEMO_ARM, "test": {"recall@20": 0.5}})
+    # a seed no path ran
+    runs.append({"catalog": catalog, "seed": 1200, "arm": dfp.DEMO_ARM, "test": {"recall@20": 0.9}})
     (out / dfp.EXPERIMENTS_FILE).write_text(json.dumps({"runs": runs}))
     table = dfp.markdown(dfp.load_runs(out), out)
-    own = dfp.load_params(REPO / "params.yaml").train.seed
-    row = f"| AVX caps, 1 thread | {own}: 0.1200, 1000: 0.1000, 1100: 0.1100 | 0.1100 ± 0.0100 (9.1%) | +0.0%"
-    assert row in table
-    assert "3-seed mean of this catalog and arm (demo_experiments.json: 0.1100)" in table
+    row = f"| AVX caps, 1 thread | {own}: 0.1200, 1000: 0.1000, 1100: 0.1100 | 0.1100 ± 0.0100 (9.1%) | -2.9%"
+    assert row in table  # against (0.10 + 0.12 + 0.12) / 3: only the paths' own seeds, of this catalog
+    seeds = ", ".join(map(str, sorted({own, 1000, 1100})))
+    reference = (f"same train seeds ({seeds}) of this catalog and arm in the table "
+                 f"({dfp.EXPERIMENTS_FILE}: 0.1133)")
+    assert reference in table
 
 
 def test_seeds_of_a_path_not_run_are_refused_before_any_training(tmp_path: Path) -> None:
