@@ -5,7 +5,9 @@ A fresh clone on another machine runs other kernels (instruction set) and other 
 This runs the whole pipeline in a clone under each path of :data:`PATHS` (threads via
 ``OMP_NUM_THREADS``; instruction sets capped with :data:`demo_experiments.ISA_CAPS`, which
 ``float_paths.py`` shows reach every op; more threads than this machine's cores stand in for a
-larger machine: each op splits its work by the thread count, not the cores) and records test
+larger machine: each op splits its work by the thread count, not the cores; another PyTorch
+release, :data:`TORCH_BUILDS`, brings other kernels, oneDNN's convolutions among them: its clone's
+``.venv`` holds that torch, which ``run``, ``record`` and ``seeds`` check) and records test
 Recall@20, the grid point valid chose, every grid point's valid and test figure, and the clone's
 ``clip.adapt.epochs``. The report gives each path's change against ``make demo`` here (native,
 2 threads: the README's run when the clone has the default params) and the mean and sd over the
@@ -31,6 +33,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
@@ -38,6 +41,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -60,7 +65,12 @@ PATHS: dict[str, tuple[int, dict[str, str]]] = {  # name -> (torch threads, inst
     "SSE4.1 caps, 2 threads": (2, SSE41_CAPS),
     "native, 4 threads": (4, {}),  # a 4- and an 8-core machine's thread partitions, on fewer cores
     "native, 8 threads": (8, {}),
+    "torch 2.9.1, 2 threads": (2, {}),  # another PyTorch release: oneDNN 3.7.1 instead of 3.12.0
 }
+# Paths whose clone's venv holds another PyTorch than requirements.lock's (every other path: the
+# lock's, torch 2.14.1 since the project's first commit): name -> the version `run` insists on.
+TORCH_BUILDS = {"torch 2.9.1, 2 threads": "2.9.1"}
+TORCH_INSTALL = {"2.9.1": "pip install torch==2.9.1 torchvision==0.24.1"}  # the matching torchvision
 # More threads than cores: MKL would otherwise use at most the cores (its dynamic mode), and idle
 # threads sleep rather than spin. Neither changes what a thread computes.
 OVERSUBSCRIBED_ENV = {"MKL_DYNAMIC": "FALSE", "OMP_WAIT_POLICY": "PASSIVE"}
@@ -81,6 +91,31 @@ def read_run(clone: Path) -> dict[str, Any]:
     return {"test": test, "chosen": meta["point"].get(GRID_KEY), "grid": grid}
 
 
+def locked_torch() -> str:
+    """The torch version ``requirements.lock`` pins."""
+    pins = [line.split("==")[1] for line in (REPO / "requirements.lock").read_text().splitlines()
+            if line.startswith("torch==")]
+    return pins[0]
+
+
+def clone_torch(clone: Path) -> str:
+    """The torch version of ``clone``'s venv, without its build tag (``2.9.1+cu128`` -> ``2.9.1``)."""
+    python = clone / ".venv" / "bin" / "python"
+    out = subprocess.run([str(python), "-c", "import torch; print(torch.__version__)"],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip().split("+")[0]
+
+
+def check_torch(clone: Path, name: str) -> str:
+    """``clone``'s torch version, when it is the one path ``name`` runs on (else exit, saying how to fix)."""
+    want, have = TORCH_BUILDS.get(name, locked_torch()), clone_torch(clone)
+    if have != want:
+        how = TORCH_INSTALL.get(want, f"pip install -r requirements.lock (torch=={want})")
+        raise SystemExit(f"path '{name}' runs on torch {want}, but {clone / '.venv'} has torch {have}: "
+                         f"in that venv, {how}")
+    return have
+
+
 def path_env(clone: Path, name: str) -> dict[str, str]:
     """The environment of path ``name``: its threads and caps, ``clone``'s venv first on ``PATH``."""
     threads, caps = PATHS[name]
@@ -93,11 +128,28 @@ def path_env(clone: Path, name: str) -> dict[str, str]:
 
 
 def run_path(clone: Path, name: str) -> None:
-    """``dvc repro -f`` in ``clone`` on path ``name``; restores the clone's ``dvc.lock`` after."""
+    """``dvc repro -f`` in ``clone`` on path ``name``; its ``dvc.lock`` is left as the run wrote it
+    (:func:`restore_lock` after :func:`record`), or restored when the run fails."""
+    check_torch(clone, name)
     try:
         subprocess.run(["dvc", "repro", "-f"], cwd=clone, env=path_env(clone, name), check=True)
-    finally:
-        subprocess.run(["git", "checkout", "-q", "dvc.lock"], cwd=clone, check=True)
+    except BaseException:
+        restore_lock(clone)
+        raise
+
+
+def restore_lock(clone: Path) -> None:
+    """``dvc.lock`` of ``clone`` back to its committed bytes."""
+    subprocess.run(["git", "checkout", "-q", "dvc.lock"], cwd=clone, check=True)
+
+
+def outputs_digest(clone: Path) -> str:
+    """A digest of every stage output's hash in ``clone``'s ``dvc.lock`` (the dependencies' hashes
+    left out: code can change while the outputs stay byte for byte)."""
+    lock = yaml.safe_load((clone / "dvc.lock").read_text())
+    outs = sorted((stage, out["path"], out.get("md5", "")) for stage, body in lock["stages"].items()
+                  for out in body.get("outs", []))
+    return hashlib.sha256(json.dumps(outs).encode()).hexdigest()[:16]
 
 
 def run_seeds(clone: Path, name: str, seeds: list[int]) -> dict[str, float]:
@@ -106,6 +158,7 @@ def run_seeds(clone: Path, name: str, seeds: list[int]) -> dict[str, float]:
     Run right after :func:`run_path` of ``name`` in ``clone`` (its adapt is that path's), in the
     path's environment. The clone's outputs are left as the last seed wrote them.
     """
+    check_torch(clone, name)
     env, tests = path_env(clone, name), {}
     for seed in seeds:
         for stage in ("train", "evaluate"):
@@ -137,7 +190,8 @@ def record(clone: Path, name: str, out: Path, commit: str | None = None) -> dict
     commit = commit or head_commit(clone)
     runs = load_runs(out)
     runs[name] = {"threads": threads, "caps": caps, "commit": commit, "machine": cpu_model(),
-                  "adapt_epochs": epochs, **read_run(clone)}
+                  "torch": check_torch(clone, name), "adapt_epochs": epochs,
+                  "outputs_digest": outputs_digest(clone), **read_run(clone)}
     save_runs(out, runs)
     return runs[name]
 
@@ -187,12 +241,27 @@ def seeds_table(runs: dict[str, dict[str, Any]], out: Path) -> list[str]:
     return lines
 
 
+def same_outputs(runs: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Path -> the earlier path (in :data:`PATHS` order) whose outputs it wrote byte for byte."""
+    first: dict[str, str] = {}
+    same = {}
+    for name in sorted(runs, key=list(PATHS).index):
+        digest = runs[name].get("outputs_digest")  # runs recorded before the digest: their own
+        if digest is not None and digest in first:
+            same[name] = first[digest]
+        elif digest is not None:
+            first[digest] = name
+    return same
+
+
 def spread(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Mean and sd of the test figure over the paths, and its range around the mean."""
-    values = [r["test"] for r in runs.values()]
+    """Mean and sd of the test figure over the paths, and its range around the mean; a path that
+    wrote another's outputs byte for byte is one float path, counted once."""
+    copies = same_outputs(runs)
+    values = [r["test"] for name, r in runs.items() if name not in copies]
     mean, sd = statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
     return {"n": len(values), "mean": mean, "sd": sd, "rel_sd": sd / mean,
-            "low": min(values) / mean - 1, "high": max(values) / mean - 1}
+            "low": min(values) / mean - 1, "high": max(values) / mean - 1, "same_outputs": copies}
 
 
 def summary(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -216,24 +285,28 @@ def markdown(runs: dict[str, dict[str, Any]], out: Path = RESULTS) -> str:
     s = summary(runs)
     names = [n for n in PATHS if n in runs]
     lines = [
-        "# `make demo`'s figure on emulated CPUs (`python benchmarks/demo_float_paths.py`)",
+        "# `make demo`'s figure on emulated CPUs and another PyTorch "
+        "(`python benchmarks/demo_float_paths.py`)",
         "",
         f"`dvc repro -f` of the demo per float path; test {METRIC}, valid's {GRID_KEY} and each grid",
         f"point's valid / test {METRIC}. Change against `make demo` here ({REFERENCE}).",
         f"Adapt epochs (`clip.adapt.epochs`): {adapt_epochs(runs)}.",
         "",
-        f"| path | commit | test {METRIC} | change | chosen | grid (point: valid / test) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        f"| path | commit | torch | test {METRIC} | change | chosen | grid (point: valid / test) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name in names:
         r = runs[name]
         grid = ", ".join(f"{g['point']}: {g['valid']:.4f} / {g['test']:.4f}" for g in r["grid"]) or (
             f"not recorded: {r.get('source', 'no grid')}")
-        lines.append(f"| {name} | `{r['commit']}` | {r['test']:.4f} | {s['changes'][name]:+.1%} | "
-                     f"{r['chosen']} | {grid} |")
+        lines.append(f"| {name} | `{r['commit']}` | {r.get('torch', locked_torch())} | {r['test']:.4f} | "
+                     f"{s['changes'][name]:+.1%} | {r['chosen']} | {grid} |")
     paths = f"{s['n']} path{'s' * (s['n'] != 1)}"
-    lines += ["", f"Over the {paths}: mean {s['mean']:.4f}, sd {s['sd']:.4f} ({s['rel_sd']:.1%} of the "
-              f"mean); the largest change against the {REFERENCE} run is {s['largest_change']:+.1%}.",
+    copies = "; ".join(f"{name} wrote the outputs of {other} byte for byte (every hash in `dvc.lock`)"
+                       for name, other in s["same_outputs"].items())
+    lines += ["", f"Over the {paths}{' with outputs of their own' if copies else ''}: mean {s['mean']:.4f}, "
+              f"sd {s['sd']:.4f} ({s['rel_sd']:.1%} of the mean); the largest change against the "
+              f"{REFERENCE} run is {s['largest_change']:+.1%}." + (f" {copies}." if copies else ""),
               f"Machine: {runs[REFERENCE]['machine']} (caps as named).", *seeds_table(runs, out)]
     return "\n".join(lines) + "\n"
 
@@ -286,7 +359,11 @@ def main() -> None:
         else:
             if args.action == "run":
                 run_path(args.clone.resolve(), args.path)
-            print(json.dumps(record(args.clone.resolve(), args.path, args.out, args.commit), indent=1))
+            try:
+                print(json.dumps(record(args.clone.resolve(), args.path, args.out, args.commit), indent=1))
+            finally:
+                if args.action == "run":
+                    restore_lock(args.clone.resolve())
     runs = load_runs(args.out)
     if REFERENCE in runs:
         table = markdown(runs, args.out)

@@ -9,18 +9,32 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import demo_float_paths as dfp  # noqa: E402
 
+CLONE_TORCH = dfp.clone_torch  # the real one (the fixture below stands in for it)
+
+@pytest.fixture(autouse=True)
+def lock_torch_in_clones(monkeypatch) -> None:
+    """The test clones have no venv: each holds the lock's torch unless a test says otherwise."""
+    monkeypatch.setattr(dfp, "clone_torch", lambda clone: dfp.locked_torch())
+
 
 def _outputs(root: Path, test: float, chosen: float, grid: list[tuple[float, float, float]],
-             adapt_epochs: int = 18) -> Path:
+             adapt_epochs: int = 18, model_md5: str = "m1") -> Path:
     """The two files a run leaves: evaluate's metrics and train's meta with its grid; the clone's
-    params.yaml with ``adapt_epochs``."""
+    params.yaml with ``adapt_epochs``, and its dvc.lock with the trained model's hash ``model_md5``."""
     (root / "reports/evaluate").mkdir(parents=True)
+    lock = {"schema": "2.0", "stages": {
+        "train": {"cmd": "cliper run train", "deps": [{"path": "cliper/train.py", "md5": "code"}],
+                  "outs": [{"path": "models/recommender", "md5": model_md5}]},
+        "evaluate": {"cmd": "cliper run evaluate", "outs": [{"path": "reports/evaluate/metrics.json",
+                                                             "md5": f"{test}"}]}}}
+    (root / "dvc.lock").write_text(yaml.safe_dump(lock))
     params = (REPO / "params.yaml").read_text()
     epochs_line = re.search(r"\n    epochs: \d+", params)
     assert epochs_line is not None and params.index("adapt:") < epochs_line.start()  # clip.adapt.epochs
@@ -90,8 +104,8 @@ def test_more_threads_than_cores_make_mkl_use_them_all(
     monkeypatch.setattr(dfp.os, "cpu_count", lambda: 2)
     monkeypatch.setitem(dfp.PATHS, "test path", (threads, {}))
     dfp.run_path(tmp_path, "test path")
-    (cmd, env), (restore, _) = calls
-    assert cmd == ["dvc", "repro", "-f"] and restore[:3] == ["git", "checkout", "-q"]
+    [(cmd, env)] = calls  # dvc.lock is left as the run wrote it, for record's outputs digest
+    assert cmd == ["dvc", "repro", "-f"]
     assert env["OMP_NUM_THREADS"] == str(threads)
     assert (env.get("MKL_DYNAMIC") == "FALSE") is oversubscribed
     assert (env.get("OMP_WAIT_POLICY") == "PASSIVE") is oversubscribed
@@ -173,3 +187,83 @@ def test_against_a_folder_without_runs_is_refused(tmp_path: Path) -> None:
                            "--out", str(tmp_path), "--against", str(tmp_path / "typo")],
                           capture_output=True, text=True)
     assert done.returncode == 2 and f"--against {tmp_path / 'typo'}: no {dfp.RUNS_FILE} there" in done.stderr
+
+
+def test_a_path_runs_only_on_its_own_torch_and_the_report_names_it(tmp_path: Path, monkeypatch) -> None:
+    assert dfp.locked_torch() == "2.14.1"  # requirements.lock, as pyproject.toml pins it
+    other = "torch 2.9.1, 2 threads"
+    assert dfp.TORCH_BUILDS[other] in dfp.TORCH_INSTALL and other in dfp.PATHS
+    calls = []
+    monkeypatch.setattr(dfp.subprocess, "run", lambda cmd, **kw: calls.append(cmd))
+    with pytest.raises(SystemExit, match=r"runs on torch 2\.9\.1, but .*\.venv has torch 2\.14\.1: in that "
+                       r"venv, pip install torch==2\.9\.1 torchvision==0\.24\.1"):
+        dfp.run_path(tmp_path, other)
+    monkeypatch.setattr(dfp, "clone_torch", lambda clone: "2.9.1")
+    with pytest.raises(SystemExit, match=r"runs on torch 2\.14\.1, but .* has torch 2\.9\.1"):
+        dfp.run_seeds(tmp_path, dfp.REFERENCE, [1000])
+    assert calls == []  # refused before any stage ran
+    monkeypatch.undo()
+    clone = _outputs(tmp_path / "c", 0.12, 0.5, [(0.5, 0.11, 0.12)])
+    monkeypatch.setattr(dfp, "clone_torch", lambda clone: "2.9.1")
+    assert dfp.record(clone, other, tmp_path / "out", commit="abc1234")["torch"] == "2.9.1"
+    with pytest.raises(SystemExit, match="has torch 2.9.1"):  # a run on 2.9.1 is never filed as the lock's
+        dfp.record(clone, dfp.REFERENCE, tmp_path / "out", commit="abc1234")
+    runs = dfp.load_runs(tmp_path / "out")
+    runs[dfp.REFERENCE] = {"test": 0.1, "chosen": 0.5, "commit": "old", "machine": "cpu", "grid": []}
+    table = dfp.markdown(runs)  # a run recorded before the torch field: the lock's torch
+    assert f"| {dfp.REFERENCE} | `old` | 2.14.1 | 0.1000 |" in table
+    assert f"| {other} | `abc1234` | 2.9.1 | 0.1200 | +20.0% |" in table
+
+
+def test_clone_torch_asks_the_clone_s_own_venv(tmp_path: Path) -> None:
+    venv_bin = tmp_path / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    stub = venv_bin / "python"  # a venv whose python reports another torch build than this process's
+    stub.write_text("#!/bin/sh\necho 2.9.1+cu128\n")
+    stub.chmod(0o755)
+    assert CLONE_TORCH(tmp_path) == "2.9.1"  # without the build tag, as TORCH_BUILDS names versions
+
+
+def test_run_restores_dvc_lock_on_failure_and_after_the_record(tmp_path: Path, monkeypatch) -> None:
+    calls = []
+
+    def fake_run(cmd, **kw):  # noqa: ANN001, ANN202
+        calls.append(cmd[:2])
+        if cmd[:2] == ["dvc", "repro"] and fail:
+            raise dfp.subprocess.CalledProcessError(1, cmd)
+
+    monkeypatch.setattr(dfp.subprocess, "run", fake_run)
+    fail = True
+    with pytest.raises(dfp.subprocess.CalledProcessError):
+        dfp.run_path(tmp_path, dfp.REFERENCE)
+    assert calls == [["dvc", "repro"], ["git", "checkout"]]
+    fail, calls[:] = False, []
+    clone = _outputs(tmp_path / "c", 0.12, 0.5, [])
+    monkeypatch.setattr(dfp, "record", lambda *a: calls.append(["record", dfp.outputs_digest(clone)]) or {})
+    monkeypatch.setattr(sys, "argv", ["demo_float_paths.py", "run", "--clone", str(clone), "--path",
+                                      dfp.REFERENCE, "--out", str(tmp_path / "out")])
+    dfp.main()
+    assert [c[0] for c in calls] == ["dvc", "record", "git"]  # the lock restored after the record
+
+
+def test_a_path_that_wrote_another_s_outputs_is_one_float_path_in_the_spread(
+    tmp_path: Path, monkeypatch
+) -> None:
+    out, other = tmp_path / "out", "torch 2.9.1, 2 threads"
+    dfp.record(_outputs(tmp_path / "a", 0.12, 0.5, []), dfp.REFERENCE, out, commit="c1")
+    dfp.record(_outputs(tmp_path / "b", 0.10, 0.5, [], model_md5="m2"), "native, 1 thread", out, commit="c1")
+    same = _outputs(tmp_path / "c", 0.12, 0.5, [])  # the reference's outputs, another torch
+    lock = yaml.safe_load((same / "dvc.lock").read_text())
+    lock["stages"]["train"]["deps"][0]["md5"] = "other code"  # only a dependency's hash differs
+    (same / "dvc.lock").write_text(yaml.safe_dump(lock))
+    monkeypatch.delitem(dfp.TORCH_BUILDS, other)  # this clone "has" the lock's torch (the fixture)
+    dfp.record(same, other, out, commit="c2")
+    runs = dfp.load_runs(out)
+    assert dfp.same_outputs(runs) == {other: dfp.REFERENCE}
+    s = dfp.spread(runs)
+    assert s["n"] == 2 and s["mean"] == pytest.approx(0.11)  # (0.12 + 0.10) / 2, the copy left out
+    table = dfp.markdown(runs, out)
+    assert "Over the 2 paths with outputs of their own: mean 0.1100" in table
+    assert f"{other} wrote the outputs of {dfp.REFERENCE} byte for byte" in table
+    del runs[dfp.REFERENCE]["outputs_digest"]  # recorded before the digest: its own outputs
+    assert dfp.same_outputs(runs) == {} and dfp.spread(runs)["n"] == 3
