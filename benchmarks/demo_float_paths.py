@@ -65,6 +65,7 @@ PATHS: dict[str, tuple[int, dict[str, str]]] = {  # name -> (torch threads, inst
     "SSE4.1 caps, 2 threads": (2, SSE41_CAPS),
     "native, 4 threads": (4, {}),  # a 4- and an 8-core machine's thread partitions, on fewer cores
     "native, 8 threads": (8, {}),
+    "native, 16 threads": (16, {}),  # e.g. the lent GPU machines' 16 cores, when a run stays on the CPU
     "torch 2.9.1, 2 threads": (2, {}),  # another PyTorch release: oneDNN 3.7.1 instead of 3.12.0
 }
 # Paths whose clone's venv holds another PyTorch than requirements.lock's (every other path: the
@@ -219,25 +220,24 @@ def experiments_mean(out: Path, catalog: int, seeds: list[int]) -> float | None:
 
 def seeds_table(runs: dict[str, dict[str, Any]], out: Path) -> list[str]:
     """Markdown lines: per path with other train seeds, each seed's test figure (the path's own run
-    at ``train.seed`` first) and their mean ± sd."""
+    at ``train.seed`` first), their mean ± sd, and the table's mean over the same seeds (per path:
+    paths may have run different seeds)."""
     names = [n for n in PATHS if runs.get(n, {}).get("seeds")]
     if not names:
         return []
     params = load_params(REPO / "params.yaml")  # train.seed: the seed of the path's own run
-    per_path = {name: {str(params.train.seed): runs[name]["test"]} | runs[name]["seeds"] for name in names}
-    seeds = sorted({int(seed) for tests in per_path.values() for seed in tests})
-    ref = experiments_mean(out, params.demo.seed, seeds)
     lines = ["", "Train seeds per path (the path's run, then `seeds`: the train and evaluate stages on "
-             f"its adapt), against the mean of the same train seeds ({', '.join(map(str, seeds))}) of this "
-             f"catalog and arm in the table ({EXPERIMENTS_FILE}: "
-             + (f"{ref:.4f})." if ref is not None else "not all of those seeds found)."), "",
-             f"| path | test {METRIC} per train seed | mean ± sd | change against that mean |",
-             "| --- | --- | --- | --- |"]
-    for name, tests in per_path.items():  # the run's own seed first
+             "its adapt), against the mean of the same train seeds of this catalog and arm in the table "
+             f"({EXPERIMENTS_FILE}; –: not all of those seeds there).", "",
+             f"| path | test {METRIC} per train seed | mean ± sd | the table, same seeds | change |",
+             "| --- | --- | --- | --- | --- |"]
+    for name in names:
+        tests = {str(params.train.seed): runs[name]["test"]} | runs[name]["seeds"]  # the run's own first
         mean, sd = statistics.mean(tests.values()), statistics.stdev(tests.values())
-        change = f"{mean / ref - 1:+.1%}" if ref is not None else "–"
+        ref = experiments_mean(out, params.demo.seed, sorted(int(seed) for seed in tests))
+        table, change = (f"{ref:.4f}", f"{mean / ref - 1:+.1%}") if ref is not None else ("–", "–")
         lines.append(f"| {name} | {', '.join(f'{k}: {v:.4f}' for k, v in tests.items())} | "
-                     f"{mean:.4f} ± {sd:.4f} ({sd / mean:.1%}) | {change} |")
+                     f"{mean:.4f} ± {sd:.4f} ({sd / mean:.1%}) | {table} | {change} |")
     return lines
 
 

@@ -145,13 +145,16 @@ def test_seeds_retrain_in_the_path_s_environment_and_compare_with_the_readme_s_m
     # a seed no path ran
     runs.append({"catalog": catalog, "seed": 1200, "arm": dfp.DEMO_ARM, "test": {"recall@20": 0.9}})
     (out / dfp.EXPERIMENTS_FILE).write_text(json.dumps({"runs": runs}))
-    table = dfp.markdown(dfp.load_runs(out), out)
-    row = f"| AVX caps, 1 thread | {own}: 0.1200, 1000: 0.1000, 1100: 0.1100 | 0.1100 ± 0.0100 (9.1%) | -2.9%"
-    assert row in table  # against (0.10 + 0.12 + 0.12) / 3: only the paths' own seeds, of this catalog
-    seeds = ", ".join(map(str, sorted({own, 1000, 1100})))
-    reference = (f"same train seeds ({seeds}) of this catalog and arm in the table "
-                 f"({dfp.EXPERIMENTS_FILE}: 0.1133)")
-    assert reference in table
+    dfp.record_seeds(dfp.REFERENCE, {"1000": 0.14}, out)  # another path, other seeds: its own reference
+    dfp.record(_outputs(tmp_path / "e", 0.12, 0.5, []), "native, 1 thread", out, commit="abc1234")
+    dfp.record_seeds("native, 1 thread", {"1300": 0.1}, out)  # a seed the table lacks
+    rows = dfp.markdown(dfp.load_runs(out), out).splitlines()
+    # against (0.10 + 0.12 + 0.12) / 3: only the path's own seeds, of this catalog
+    assert (f"| AVX caps, 1 thread | {own}: 0.1200, 1000: 0.1000, 1100: 0.1100 | 0.1100 ± 0.0100 (9.1%) | "
+            "0.1133 | -2.9% |") in rows
+    assert (f"| {dfp.REFERENCE} | {own}: 0.1200, 1000: 0.1400 | 0.1300 ± 0.0141 (10.9%) | 0.1100 | "
+            "+18.2% |") in rows  # its own seeds' reference: (0.10 + 0.12) / 2
+    assert f"| native, 1 thread | {own}: 0.1200, 1300: 0.1000 | 0.1100 ± 0.0141 (12.9%) | – | – |" in rows
 
 
 def test_seeds_of_a_path_not_run_are_refused_before_any_training(tmp_path: Path) -> None:
