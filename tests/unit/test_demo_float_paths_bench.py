@@ -18,6 +18,7 @@ import demo_float_paths as dfp  # noqa: E402
 
 CLONE_TORCH = dfp.clone_torch  # the real one (the fixture below stands in for it)
 
+
 @pytest.fixture(autouse=True)
 def lock_torch_in_clones(monkeypatch) -> None:
     """The test clones have no venv: each holds the lock's torch unless a test says otherwise."""
