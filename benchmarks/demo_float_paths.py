@@ -295,11 +295,12 @@ def markdown(runs: dict[str, dict[str, Any]], out: Path = RESULTS) -> str:
         f"| path | commit | torch | test {METRIC} | change | chosen | grid (point: valid / test) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
+    lock_torch = locked_torch()  # the torch of runs recorded before the field
     for name in names:
         r = runs[name]
         grid = ", ".join(f"{g['point']}: {g['valid']:.4f} / {g['test']:.4f}" for g in r["grid"]) or (
             f"not recorded: {r.get('source', 'no grid')}")
-        lines.append(f"| {name} | `{r['commit']}` | {r.get('torch', locked_torch())} | {r['test']:.4f} | "
+        lines.append(f"| {name} | `{r['commit']}` | {r.get('torch', lock_torch)} | {r['test']:.4f} | "
                      f"{s['changes'][name]:+.1%} | {r['chosen']} | {grid} |")
     paths = f"{s['n']} path{'s' * (s['n'] != 1)}"
     copies = "; ".join(f"{name} wrote the outputs of {other} byte for byte (every hash in `dvc.lock`)"
