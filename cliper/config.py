@@ -172,6 +172,9 @@ class TrainConfig:
     # Fusions retrained at the chosen grid point for the view report (cliper/fusion_comparison.py).
     compare_fusions: list[str] = field(default_factory=list)
     fusions_dir: str = "models/fusions"
+    # Train seeds besides ``seed``, each retrained at the chosen grid point: the test metric's mean and
+    # sd over all of them, beside the trained model's own (cliper/seed_repeats.py); [] = none.
+    repeat_seeds: list[int] = field(default_factory=list, metadata={"ge": 0})
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,10 @@ Reads what the train and evaluate stages wrote and recomputes nothing: the test 
 point was chosen, and for a multimodal model what the view report says about the views (each
 view's mean fusion weight, and the test metric with that view alone against all views, from the
 same trained model with its paired interval) and about the retrained fusions. It ends with the
-files and the MLflow run to look at next. Everything shown is from one training seed; the
-intervals cover test users, not training seeds.
+files and the MLflow run to look at next. With ``train.repeat_seeds`` the headline is the test
+metric's mean and sd over the train seeds retrained at the chosen point (:mod:`cliper.seed_repeats`),
+the figure to compare across machines; the rest is from the trained model (``train.seed``), and
+its intervals cover test users, not training seeds.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from cliper.config import Params
 from cliper.errors import CliperError
 from cliper.stages.evaluate import METRICS_AT_K_PLOT, METRICS_FILE, MLFLOW_FILE, VIEW_REPORT_DIR
 from cliper.stages.train import HISTORY_PLOT, META_FILE
+from cliper.stages.train import METRICS_FILE as TRAIN_METRICS_FILE
 from cliper.view_report import (
     ABLATION_FILE,
     FUSIONS_FILE,
@@ -72,6 +75,8 @@ class RunSummary:
     fusions: list[dict[str, Any]]  # retrained fusions: name, test metric, gain, low, high
     files: dict[str, str]  # label -> path, the ones that exist
     mlflow: dict[str, str]
+    over_seeds: dict[str, Any] | None = None  # train metrics' over_seeds block (train.repeat_seeds)
+    seed: int | None = None  # the trained model's train seed (train_meta.json)
 
 
 def read_summary(params: Params, root: Path) -> RunSummary:
@@ -91,6 +96,7 @@ def read_summary(params: Params, root: Path) -> RunSummary:
     interval = None if bounds is None else (_field(bounds, "low", source, where),
                                             _field(bounds, "high", source, where))
     views_dir = evaluate_dir / VIEW_REPORT_DIR
+    train_metrics = root / params.train.reports_dir / TRAIN_METRICS_FILE
     return RunSummary(
         backbone=str(_field(metrics, "backbone", source)),
         fusion=metrics.get("fusion"),
@@ -108,6 +114,8 @@ def read_summary(params: Params, root: Path) -> RunSummary:
         fusions=fusion_lines(views_dir / FUSIONS_FILE, metric),
         files=_files(root, params),
         mlflow=_read_json(evaluate_dir / MLFLOW_FILE) if (evaluate_dir / MLFLOW_FILE).exists() else {},
+        over_seeds=_read_json(train_metrics).get("over_seeds") if train_metrics.exists() else None,
+        seed=meta.get("seed"),
     )
 
 
@@ -181,14 +189,17 @@ def fusion_lines(path: Path, metric: str) -> list[dict[str, Any]]:
 def summary_lines(s: RunSummary) -> list[str]:
     """The summary as plain text lines (``cliper summary``)."""
     model = s.backbone + (f" + {s.fusion} fusion of {len(s.views)} text views" if s.views else "")
-    headline = f"{model}: test {s.metric} {s.test:.4f}"
+    headline = f"test {s.metric} {s.test:.4f}"
     if s.interval is not None:
         users = "test users" if s.n_test_users is None else f"{s.n_test_users} test users"
         level = "" if s.level is None else f"{s.level:.0%} "
         headline += f" ({level}interval {s.interval[0]:.4f} to {s.interval[1]:.4f}, bootstrap over {users})"
+    seeds = seeds_line(s)
+    lines = [f"{model}: {seeds}", f"  the trained model (train seed {s.seed}): {headline}"] if seeds \
+        else [f"{model}: {headline}"]
     point = ", ".join(f"{k}={v}" for k, v in sorted(s.point.items())) or "the defaults"
-    lines = [headline, f"  chosen on valid ({s.metric} {s.valid:.4f} at epoch {s.best_epoch}) "
-             f"among {s.grid_size} grid point(s): {point}"]
+    lines += [f"  chosen on valid ({s.metric} {s.valid:.4f} at epoch {s.best_epoch}) "
+              f"among {s.grid_size} grid point(s): {point}"]
     lines += [line for line in (grid_line(s),) if line]
     if s.views:
         width = max(len(v.view) for v in s.views + [ViewLine("view", None, None, None, None, None)])
@@ -205,7 +216,9 @@ def summary_lines(s: RunSummary) -> list[str]:
         lines += ["", f"Fusions retrained at the chosen point, test {_gain_metric(s.metric)} against the "
                       "trained model:",
                   "  " + "; ".join(cells)]
-    lines += ["", "One training seed: the intervals cover test users, not training seeds."]
+    lines += ["", "Mean ± sd: over train seeds at the chosen point; the rest: the trained model, its "
+                  "intervals over test users." if seeds else
+              "One training seed: the intervals cover test users, not training seeds."]
     if "over seeds" in s.files:
         lines[-1] += f" Over seeds and catalogs: {s.files['over seeds']}"
     lines += ["", "Look next:"] + [f"  {label:<14} {path}" for label, path in s.files.items()
@@ -222,6 +235,17 @@ def summary_lines(s: RunSummary) -> list[str]:
 def summary_json(s: RunSummary) -> str:
     """The summary as JSON (NaN and missing values as null)."""
     return json.dumps(dataclasses.asdict(s), indent=2, default=str)
+
+
+def seeds_line(s: RunSummary) -> str | None:
+    """``test <metric> mean ± sd over N train seeds (seed value, ...)``; None without repeated seeds."""
+    block = s.over_seeds
+    if not block or block.get("metric") != s.metric or block.get("sd") is None:
+        return None
+    per_seed = ", ".join(f"{seed} {value:.4f}" for seed, value in  # JSON keys come back sorted as text
+                         sorted(block["test"].items(), key=lambda kv: int(kv[0])))
+    return (f"test {s.metric} {block['mean']:.4f} ± {block['sd']:.4f}, mean ± sd over "
+            f"{len(block['test'])} train seeds ({per_seed})")
 
 
 def _gain_metric(metric: str) -> str:

@@ -40,6 +40,7 @@ MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
 # Metric groups (the MLflow UI groups charts by the prefix before "/").
 EPOCH_PREFIX, VALID_PREFIX, SLICE_PREFIX, TRAIN_PREFIX = "epoch/", "valid/", "slice/", "train/"
 CI_PREFIX, FUSION_PREFIX = "test_ci/", "fusion/"  # evaluate's bootstrap interval; retrained fusions
+SEEDS_PREFIX = "seeds/"  # the test metric over train.seed and train.repeat_seeds (cliper/seed_repeats.py)
 TIMING_FILE = "timing.json"  # the train stage's wall-clock seconds (not a DVC out)
 TIMING_SCALARS = ("seconds_per_epoch",)  # logged as train/<name>
 VALIDATION_REPORT = "report.html"  # the validate stage's self-contained page
@@ -195,8 +196,9 @@ def run_metrics(train_metrics: dict[str, Any], eval_metrics: dict[str, Any]) -> 
     ``test/*`` and ``valid/*`` come from the evaluate stage (its ``test`` block is what promotion
     compares), ``slice/<name>/*`` from its slices, ``test_ci/*`` the bootstrap interval over
     test users, ``fusion/<name>/*`` the fusions retrained for comparison (``vs_trained.*``: the
-    paired gain over the trained model), ``train/*`` the train stage's scalars (best epoch, epochs
-    run, seconds per epoch); its own copies of valid/test metrics are left out (evaluate recomputes them).
+    paired gain over the trained model), ``seeds/*`` the test metric's mean, sd and per-seed values
+    over the repeated train seeds, ``train/*`` the train stage's scalars (best epoch, epochs run,
+    seconds per epoch); its own copies of valid/test metrics are left out (evaluate recomputes them).
     """
     out = flat_metrics(headline(eval_metrics), registry.TEST_PREFIX)
     if isinstance(eval_metrics.get("valid"), dict):
@@ -210,6 +212,9 @@ def run_metrics(train_metrics: dict[str, Any], eval_metrics: dict[str, Any]) -> 
         gain = block.get("vs_trained") or {}  # paired gain over the trained model and its interval
         out.update(flat_metrics({k: gain[k] for k in ("gain", "low", "high") if k in gain},
                                 f"{FUSION_PREFIX}{name}/vs_trained."))
+    seeds = train_metrics.get("over_seeds")
+    if isinstance(seeds, dict):  # seeds/recall_at_20.mean, .sd, .test.<seed>
+        out.update(flat_metrics({seeds.get("metric", "test"): seeds}, SEEDS_PREFIX))
     scalars = {k: v for k, v in train_metrics.items() if not isinstance(v, dict)}
     out.update(flat_metrics(scalars, TRAIN_PREFIX))
     return out

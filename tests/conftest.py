@@ -49,6 +49,7 @@ def tiny_params(extra: dict | None = None) -> dict:
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     params["train"]["backbones"] = {}  # one grid point (the demo's default grid is 4); grid tests set theirs
     params["train"]["compare_fusions"] = []  # the demo retrains the mean fusion; test_view_report tests them
+    params["train"]["repeat_seeds"] = []  # the demo retrains 2 more seeds; test_seed_repeats tests them
     return deep_update(deep_update(params, TINY_OVERRIDES), extra or {})
 
 

@@ -8,14 +8,17 @@ best valid score; writes ``train.out_dir`` (``model.pt``, ``config.json``, ``emb
 ``view_weights.csv``, PNG plots; and ``timing.json``, the wall-clock seconds, which DVC does not
 track so that equal training leaves ``dvc.lock`` as it was). With ``train.compare_fusions`` it
 then retrains each listed fusion at the chosen point into ``train.fusions_dir``
-(:mod:`cliper.fusion_comparison`; written, possibly empty, for every backbone). Checkpoints live under
+(:mod:`cliper.fusion_comparison`; written, possibly empty, for every backbone), and with
+``train.repeat_seeds`` it retrains the chosen point once per listed seed and writes each seed's
+metrics to ``seeds.json`` and their mean and sd to ``metrics.json`` (:mod:`cliper.seed_repeats`).
+Checkpoints live under
 ``train.cache_dir/<hash of data + features + config>/`` so a killed run resumes.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,7 @@ from cliper.fusion_comparison import TrainData, compared_fusions, save_compared,
 from cliper.graphs import configure_cache
 from cliper.grid import TRAINER_GRID_KEYS, GridResult, expand_grid, grid_search, split_point
 from cliper.models import Features, InteractionData, build_model, get_model_class, resolve_config
+from cliper.seed_repeats import SEEDS_FILE, over_seeds, repeat_seeds, seed_record
 from cliper.stages import StageResult, train_workers
 from cliper.train import TrainSettings
 
@@ -43,6 +47,7 @@ TIMING_FILE = "timing.json"
 TIMING_KEYS = ("seconds_per_epoch",)  # of each grid record: written to TIMING_FILE, not train_meta.json
 
 META_FILE = "train_meta.json"
+METRICS_FILE = "metrics.json"  # under train.reports_dir (a DVC metric)
 HISTORY_PLOT = "plots/history.png"  # under train.reports_dir
 
 
@@ -120,6 +125,7 @@ def check_names(params: Params, n_views: int | None, dim: int | None) -> type:
         )
     try:
         compared = compared_fusions(t)
+        repeat_seeds(t)
     except ValueError as exc:
         raise CliperError(f"params.yaml {exc}") from exc
     if n_views is not None and dim is not None:
@@ -176,7 +182,7 @@ def _write_reports(
     view_names: tuple[str, ...] | None,
     valid_key: str,
 ) -> dict[str, str]:
-    outputs = {"metrics": str(io.write_json(reports / "metrics.json", metrics))}
+    outputs = {"metrics": str(io.write_json(reports / METRICS_FILE, metrics))}
     keep = ("epoch", "loss", "valid_recall@20", "valid_ndcg@20")
     outputs["history"] = str(
         io.write_json(reports / "history.json", [{k: h[k] for k in keep if k in h} for h in history])
@@ -260,6 +266,12 @@ def search_grid(params: Params, ctx: GridContext, points: list[dict[str, Any]]) 
                        ctx.valid, ctx.test, ctx.settings, cache_dir=ctx.cache_dir, cache_key=ctx.cache_key)
 
 
+def repeat_point(params: Params, ctx: GridContext, point: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The record of ``point`` trained with train seed ``seed`` (:mod:`cliper.seed_repeats`)."""
+    seeded = replace(ctx, settings=replace(ctx.settings, seed=seed))
+    return search_grid(params, seeded, [point]).points[0]
+
+
 def compare_fusions(
     params: Params, ctx: GridContext, point: dict[str, Any], fusions: list[FusionConfig]
 ) -> dict[str, tuple[Any, dict[str, Any]]]:
@@ -275,12 +287,15 @@ def _run(params: Params, root: Path) -> StageResult:
     ctx = grid_context(params, root)
     inputs, settings = ctx.inputs, ctx.settings
     fusions = compared_fusions(t) if inputs.features is not None else []
-    with train_workers.pool(params, root, ctx, max(len(inputs.points), len(fusions))) as workers:
+    seeds = repeat_seeds(t)
+    with train_workers.pool(params, root, ctx, max(len(inputs.points), len(fusions) + len(seeds))) as workers:
         workers.train_points(inputs.points)  # t.workers > 1: every point in parallel; then resumed below
         result = search_grid(params, ctx, inputs.points)
         chosen = result.points[result.best_index]
-        workers.train_fusions(chosen["point"], fusions)
+        workers.train_retrains(chosen["point"], fusions, seeds)
     compared = compare_fusions(params, ctx, chosen["point"], fusions) if fusions else {}
+    runs = [seed_record(t.seed, chosen)]
+    runs += [seed_record(s, repeat_point(params, ctx, chosen["point"], s)) for s in seeds]
     if not distributed.is_main():
         return StageResult(stage="train", outputs={}, metrics={})
     state = result.trainer.state
@@ -293,6 +308,8 @@ def _run(params: Params, root: Path) -> StageResult:
         "test": chosen["test"],
         "grid_size": len(result.points),
     }
+    if seeds:
+        metrics["over_seeds"] = over_seeds(runs, settings.valid_metric)
     meta = {
         **metrics,
         "point": chosen["point"],
@@ -322,11 +339,13 @@ def _run(params: Params, root: Path) -> StageResult:
         view_names,
         f"valid_{settings.valid_metric}",
     )
+    outputs["seeds"] = str(io.write_json(root / t.reports_dir / SEEDS_FILE, {"seeds": runs}))
     outputs["model"] = str(out_dir)
     outputs["fusions"] = str(save_compared(compared, root / t.fusions_dir))
     flat = {
         "best_epoch": metrics["best_epoch"],
         **{f"valid_{k}": v for k, v in chosen["valid"].items()},
         **{f"test_{k}": v for k, v in chosen["test"].items()},
+        **({f"test_{settings.valid_metric}_seed_mean": metrics["over_seeds"]["mean"]} if seeds else {}),
     }
     return StageResult(stage="train", outputs=outputs, metrics=flat)

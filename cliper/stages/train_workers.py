@@ -4,6 +4,7 @@ With ``train.workers: N > 1`` the train stage first trains every grid point in a
 processes (spawned; each with ``1/N`` of this process's torch threads), then runs its usual
 grid search, which finds every point finished in ``train.cache_dir`` and only reloads it. The
 compared fusions (``train.compare_fusions``) follow the same way once the point is chosen. The
+seeds of ``train.repeat_seeds`` are trained in the same phase. The
 checkpoint folders are the ones a single process would write (same data, features, config and
 seed), so the chosen point, the models and a killed run's resume are those of ``workers: 1``
 at the same thread count (``tests/pipeline/test_train_workers.py``). A small CPU model uses the
@@ -54,16 +55,19 @@ def _context(params: Params, root: Path, threads: int) -> GridContext:
 
 
 def train_task(
-    params: Params, root: Path, threads: int, point: dict[str, Any], fusion: FusionConfig | None
+    params: Params, root: Path, threads: int, point: dict[str, Any], fusion: FusionConfig | None,
+    seed: int | None = None,
 ) -> dict[str, Any]:
-    """Train one grid point (or one compared fusion at it) into the checkpoint cache.
+    """Train one grid point (or one compared fusion, or one repeated seed, at it) into the checkpoint cache.
 
     Runs in a worker process; returns the best epoch, its valid score and the seconds taken.
     """
-    from cliper.stages.train import compare_fusions, search_grid
+    from cliper.stages.train import compare_fusions, repeat_point, search_grid
 
     ctx, started = _context(params, root, threads), time.perf_counter()
-    if fusion is None:
+    if seed is not None:
+        record = repeat_point(params, ctx, point, seed)
+    elif fusion is None:
         record = search_grid(params, ctx, [point]).points[0]
     else:
         record = compare_fusions(params, ctx, point, [fusion])[fusion.name][1]
@@ -81,24 +85,24 @@ class Workers:
 
     def train_points(self, points: list[dict[str, Any]]) -> None:
         """Train every grid point in the pool (their checkpoints are then resumed, finished)."""
-        self._run([(p, None) for p in points], "grid points")
+        self._run([(p, None, None) for p in points], "grid points")
 
-    def train_fusions(self, point: dict[str, Any], fusions: list[FusionConfig]) -> None:
-        """Train every compared fusion at the chosen ``point`` in the pool, learnable ones first.
+    def train_retrains(self, point: dict[str, Any], fusions: list[FusionConfig], seeds: list[int]) -> None:
+        """Train every compared fusion, then every repeated seed, at the chosen ``point`` in the pool.
 
-        A learnable fusion runs in every training step (the demo's self-attention run is the
-        longest), so starting it first keeps it from running alone at the end.
+        Learnable fusions go first: one runs in every training step (the demo's self-attention
+        run is the longest), so starting it first keeps it from running alone at the end.
         """
         ordered = sorted(fusions, key=lambda f: not is_learnable(f.name))  # stable: list order otherwise
-        self._run([(point, f) for f in ordered], "compared fusions")
+        self._run([(point, f, None) for f in ordered] + [(point, None, s) for s in seeds], "retrains")
 
-    def _run(self, tasks: list[tuple[dict[str, Any], FusionConfig | None]], what: str) -> None:
+    def _run(self, tasks: list[tuple[dict[str, Any], FusionConfig | None, int | None]], what: str) -> None:
         if self.executor is None or len(tasks) < 2:  # one run: the stage trains it itself, all threads
             return
         futures: dict[Future, str] = {
-            self.executor.submit(train_task, self.params, self.root, self.threads, point, fusion):
-            (fusion.name if fusion is not None else str(point))
-            for point, fusion in tasks
+            self.executor.submit(train_task, self.params, self.root, self.threads, point, fusion, seed):
+            (fusion.name if fusion is not None else f"seed {seed}" if seed is not None else str(point))
+            for point, fusion, seed in tasks
         }
         bar = tqdm(total=len(futures), desc=f"train: {what}", unit="run",
                    disable=not self.params.train.progress)

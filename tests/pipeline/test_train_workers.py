@@ -1,8 +1,8 @@
-"""``train.workers: 2`` trains the grid points and compared fusions in 2 processes, as 1 would.
+"""``train.workers: 2`` trains the grid points, compared fusions and seeds in 2 processes, as 1 would.
 
 On a tiny demo project (upstream stages run once): a 2-point FREEDOM grid plus two compared
-fusions, trained by ``cliper run train`` in this process (``workers: 1``) and with 2 worker
-processes, both at 1 torch thread. The points, the fusion, the chosen model and every report
+fusions and one repeated seed, trained by ``cliper run train`` in this process (``workers: 1``)
+and with 2 worker processes, both at 1 torch thread. The points, the fusion, the chosen model and every report
 must be the same, and the checkpoint folders the same names; the log shows the worker runs.
 """
 
@@ -24,8 +24,10 @@ from tests.conftest import make_project, tiny_params
 pytestmark = pytest.mark.slow
 
 TRAIN = {"epochs": 6, "patience": 100, "progress": False, "compare_fusions": ["mean", "concat"],
+         "repeat_seeds": [5],
          "backbones": {"freedom": {"mm_image_weight": [0.1, 0.5], "text_graph": "views"}}}
-REPORTS = ("reports/train/metrics.json", "reports/train/history.json", "models/fusions/comparison.json")
+REPORTS = ("reports/train/metrics.json", "reports/train/history.json", "models/fusions/comparison.json",
+           "reports/train/seeds.json")
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +54,8 @@ def test_two_worker_processes_train_what_one_process_trains(project: Path, caplo
     caplog.set_level(logging.INFO, logger="cliper.stages.train_workers")
     two = _train(project, 2)
     worker_runs = [r.getMessage() for r in caplog.records if "worker process" in r.getMessage()]
-    assert len(worker_runs) == 4, worker_runs  # 2 grid points + 2 compared fusions, trained in the pool
-    assert len(one["folders"]) == 4 and one["folders"] == two["folders"]
+    assert len(worker_runs) == 5, worker_runs  # 2 grid points + 2 compared fusions + 1 seed, in the pool
+    assert len(one["folders"]) == 5 and one["folders"] == two["folders"]
     for name in REPORTS:
         assert two[name] == one[name], name
     a, b = one["model"], two["model"]  # the saved state dicts

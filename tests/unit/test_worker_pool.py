@@ -1,4 +1,5 @@
-"""The worker pool's scheduling: learnable fusions first, a single run left to the stage, a dead worker."""
+"""The worker pool's scheduling: learnable fusions first, then repeated seeds; a single run left to
+the stage; a dead worker."""
 
 from __future__ import annotations
 
@@ -37,22 +38,30 @@ def test_learnable_fusions_are_submitted_first_and_the_rest_keep_their_order():
     executor = RecordingExecutor()
     workers = Workers(PARAMS, None, executor, 1)
     names = ["mean", "concat", "self_attention", "sum"]
-    workers.train_fusions({"x": 1}, [FusionConfig(name=n) for n in names])
+    workers.train_retrains({"x": 1}, [FusionConfig(name=n) for n in names], [])
     assert [args[4].name for args in executor.submitted] == ["self_attention", "mean", "concat", "sum"]
     assert all(args[3] == {"x": 1} for args in executor.submitted)
+
+
+def test_repeated_seeds_follow_the_fusions_in_the_same_phase():
+    executor = RecordingExecutor()
+    Workers(PARAMS, None, executor, 1).train_retrains({"x": 1}, [FusionConfig(name="mean")], [1000, 1001])
+    assert [(args[3], args[4] and args[4].name, args[5]) for args in executor.submitted] == [
+        ({"x": 1}, "mean", None), ({"x": 1}, None, 1000), ({"x": 1}, None, 1001)]
 
 
 def test_grid_points_are_all_submitted_and_one_process_submits_nothing():
     executor = RecordingExecutor()
     Workers(PARAMS, None, executor, 1).train_points([{"w": 0.1}, {"w": 0.3}])
     assert [args[3] for args in executor.submitted] == [{"w": 0.1}, {"w": 0.3}]
-    assert [args[4] for args in executor.submitted] == [None, None]
+    assert [args[4:] for args in executor.submitted] == [(None, None), (None, None)]
     Workers(PARAMS, None, None, 1).train_points([{"w": 0.1}])  # workers: 1, no pool: nothing to do
 
 
 def test_a_single_run_is_left_to_the_stage_itself():
     executor = RecordingExecutor()
-    Workers(PARAMS, None, executor, 1).train_fusions({"x": 1}, [FusionConfig(name="mean")])
+    Workers(PARAMS, None, executor, 1).train_retrains({"x": 1}, [FusionConfig(name="mean")], [])
+    Workers(PARAMS, None, executor, 1).train_retrains({"x": 1}, [], [1000])
     Workers(PARAMS, None, executor, 1).train_points([{"w": 0.1}])
     assert executor.submitted == []  # trained in the stage's process, with all its threads
 
