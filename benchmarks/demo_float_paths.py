@@ -19,6 +19,8 @@ wrote them (``dvc checkout`` restores the committed ones). Records merge into
 ``benchmarks/results/demo_float_paths.json`` by path name, so paths can run one at a time.
 ``seeds``, right after a path's ``run`` in the same clone, retrains at other train seeds on that
 path's adapt and compares their mean with the same seeds' mean in ``demo_experiments.json`` under ``--out``.
+A run with ``train.repeat_seeds`` records the mean over its seeds too (the headline of ``cliper summary``);
+the report then compares those means (``--out benchmarks/results/demo_float_paths_seeds``).
 
 Usage::
 
@@ -89,14 +91,15 @@ def read_run(clone: Path) -> dict[str, Any]:
     meta = json.loads((clone / "models/recommender/train_meta.json").read_text())
     grid = [{"point": r["point"].get(GRID_KEY), "valid": r["valid"][METRIC], "test": r["test"][METRIC]}
             for r in meta["grid"]]
-    return {"test": test, "chosen": meta["point"].get(GRID_KEY), "grid": grid}
+    seeds = json.loads((clone / "reports/train/metrics.json").read_text()).get("over_seeds")
+    return {"test": test, "chosen": meta["point"].get(GRID_KEY), "grid": grid,
+            **({"over_seeds": seeds} if seeds else {})}
 
 
 def locked_torch() -> str:
     """The torch version ``requirements.lock`` pins."""
-    pins = [line.split("==")[1] for line in (REPO / "requirements.lock").read_text().splitlines()
-            if line.startswith("torch==")]
-    return pins[0]
+    return next(line.split("==")[1] for line in (REPO / "requirements.lock").read_text().splitlines()
+                if line.startswith("torch=="))
 
 
 def clone_torch(clone: Path) -> str:
@@ -186,12 +189,10 @@ def record(clone: Path, name: str, out: Path, commit: str | None = None) -> dict
 
     ``commit``: the commit the outputs came from (default: the clone's ``HEAD``).
     """
-    threads, caps = PATHS[name]
+    (threads, caps), runs = PATHS[name], load_runs(out)
     epochs = load_params(clone / "params.yaml").clip.adapt.epochs
-    commit = commit or head_commit(clone)
-    runs = load_runs(out)
-    runs[name] = {"threads": threads, "caps": caps, "commit": commit, "machine": cpu_model(),
-                  "torch": check_torch(clone, name), "adapt_epochs": epochs,
+    runs[name] = {"threads": threads, "caps": caps, "commit": commit or head_commit(clone),
+                  "machine": cpu_model(), "torch": check_torch(clone, name), "adapt_epochs": epochs,
                   "outputs_digest": outputs_digest(clone), **read_run(clone)}
     save_runs(out, runs)
     return runs[name]
@@ -241,10 +242,30 @@ def seeds_table(runs: dict[str, dict[str, Any]], out: Path) -> list[str]:
     return lines
 
 
+def seed_mean_table(runs: dict[str, dict[str, Any]]) -> list[str]:
+    """Markdown lines: per path that ran ``train.repeat_seeds``, the test figure per seed, their mean ±
+    sd and the mean's change against :data:`REFERENCE`'s mean; then the spread of the means."""
+    names = [n for n in PATHS if "over_seeds" in runs.get(n, {})]
+    if REFERENCE not in names:
+        return []
+    means = {n: {**runs[n], "test": runs[n]["over_seeds"]["mean"]} for n in names}
+    s = summary(means)
+    lines = ["", f"Mean over the train seeds of each run (`train.repeat_seeds` at the chosen point: what "
+             f"`cliper summary` leads with), change against {REFERENCE}'s mean:", "",
+             f"| path | test {METRIC} per train seed | mean ± sd | change |", "| --- | --- | --- | --- |"]
+    for name in names:
+        b = runs[name]["over_seeds"]
+        per_seed = ", ".join(f"{k}: {b['test'][k]:.4f}" for k in sorted(b["test"], key=int))
+        lines.append(f"| {name} | {per_seed} | {b['mean']:.4f} ± {b['sd']:.4f} | {s['changes'][name]:+.1%} |")
+    return lines + ["", f"Over the {s['n']} paths: mean {s['mean']:.4f}, sd {s['sd']:.4f} "
+                    f"({s['rel_sd']:.1%}); the largest change against {REFERENCE}: "
+                    f"{s['largest_change']:+.1%}."]
+
+
 def same_outputs(runs: dict[str, dict[str, Any]]) -> dict[str, str]:
     """Path -> the earlier path (in :data:`PATHS` order) whose outputs it wrote byte for byte."""
     first: dict[str, str] = {}
-    same = {}
+    same: dict[str, str] = {}
     for name in sorted(runs, key=list(PATHS).index):
         digest = runs[name].get("outputs_digest")  # runs recorded before the digest: their own
         if digest is not None and digest in first:
@@ -308,7 +329,8 @@ def markdown(runs: dict[str, dict[str, Any]], out: Path = RESULTS) -> str:
     lines += ["", f"Over the {paths}{' with outputs of their own' if copies else ''}: mean {s['mean']:.4f}, "
               f"sd {s['sd']:.4f} ({s['rel_sd']:.1%} of the mean); the largest change against the "
               f"{REFERENCE} run is {s['largest_change']:+.1%}." + (f" {copies}." if copies else ""),
-              f"Machine: {runs[REFERENCE]['machine']} (caps as named).", *seeds_table(runs, out)]
+              f"Machine: {runs[REFERENCE]['machine']} (caps as named).", *seed_mean_table(runs),
+              *seeds_table(runs, out)]
     return "\n".join(lines) + "\n"
 
 

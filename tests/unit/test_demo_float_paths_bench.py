@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -26,10 +27,16 @@ def lock_torch_in_clones(monkeypatch) -> None:
 
 
 def _outputs(root: Path, test: float, chosen: float, grid: list[tuple[float, float, float]],
-             adapt_epochs: int = 18, model_md5: str = "m1") -> Path:
-    """The two files a run leaves: evaluate's metrics and train's meta with its grid; the clone's
-    params.yaml with ``adapt_epochs``, and its dvc.lock with the trained model's hash ``model_md5``."""
+             adapt_epochs: int = 18, model_md5: str = "m1", seeds: dict[str, float] | None = None) -> Path:
+    """The files a run leaves: evaluate's and train's metrics (``seeds``: its over_seeds block) and
+    train's meta with its grid; the clone's params.yaml with ``adapt_epochs``, and its dvc.lock with
+    the trained model's hash ``model_md5``."""
     (root / "reports/evaluate").mkdir(parents=True)
+    (root / "reports/train").mkdir(parents=True)
+    block = {} if seeds is None else {"over_seeds": {
+        "metric": "recall@20", "test": seeds, "mean": sum(seeds.values()) / len(seeds),
+        "sd": statistics.stdev(seeds.values())}}
+    (root / "reports/train/metrics.json").write_text(json.dumps({"best_epoch": 1, **block}))
     lock = {"schema": "2.0", "stages": {
         "train": {"cmd": "cliper run train", "deps": [{"path": "cliper/train.py", "md5": "code"}],
                   "outs": [{"path": "models/recommender", "md5": model_md5}]},
@@ -271,3 +278,22 @@ def test_a_path_that_wrote_another_s_outputs_is_one_float_path_in_the_spread(
     assert f"{other} wrote the outputs of {dfp.REFERENCE} byte for byte" in table
     del runs[dfp.REFERENCE]["outputs_digest"]  # recorded before the digest: its own outputs
     assert dfp.same_outputs(runs) == {} and dfp.spread(runs)["n"] == 3
+
+
+def test_runs_with_repeated_seeds_are_compared_by_their_mean_over_seeds(tmp_path: Path) -> None:
+    """``train.repeat_seeds``: each path's mean over its seeds, against the README run's mean."""
+    out = tmp_path / "out"
+    dfp.record(_outputs(tmp_path / "a", 0.12, 0.5, [], seeds={"999": 0.12, "1000": 0.10, "1001": 0.11}),
+               dfp.REFERENCE, out, commit="a")
+    rec = dfp.record(_outputs(tmp_path / "b", 0.10, 0.5, [], model_md5="m2",
+                              seeds={"999": 0.10, "1000": 0.105, "1001": 0.1135}), "native, 4 threads",
+                     out, commit="b")
+    assert rec["over_seeds"]["mean"] == pytest.approx(0.106166, abs=1e-6)
+    dfp.record(_outputs(tmp_path / "c", 0.13, 0.5, [], model_md5="m3"), "native, 1 thread", out, commit="c")
+    table = dfp.markdown(dfp.load_runs(out))
+    row = "| native, 4 threads | 999: 0.1000, 1000: 0.1050, 1001: 0.1135 | 0.1062 ± 0.0068 | -3.5% |"
+    assert row in table
+    assert f"| {dfp.REFERENCE} | 999: 0.1200, 1000: 0.1000, 1001: 0.1100 | 0.1100 ± 0.0100 | +0.0% |" in table
+    assert "| native, 1 thread | 999" not in table  # a run without repeated seeds has no mean to compare
+    assert "Over the 2 paths: mean 0.1081, sd 0.0027 (2.5%); the largest change against" in table
+    assert "| native, 4 threads | `b` | 2.14.1 | 0.1000 | -16.7% |" in table  # the one-run table stays
