@@ -257,8 +257,8 @@ def seed_mean_table(runs: dict[str, dict[str, Any]]) -> list[str]:
         b = runs[name]["over_seeds"]
         per_seed = ", ".join(f"{k}: {b['test'][k]:.4f}" for k in sorted(b["test"], key=int))
         lines.append(f"| {name} | {per_seed} | {b['mean']:.4f} ± {b['sd']:.4f} | {s['changes'][name]:+.1%} |")
-    return lines + ["", f"Over the {s['n']} paths: mean {s['mean']:.4f}, sd {s['sd']:.4f} "
-                    f"({s['rel_sd']:.1%}); the largest change against {REFERENCE}: "
+    return lines + ["", f"Over the {s['n']} path{'s' * (s['n'] != 1)}: mean {s['mean']:.4f}, "
+                    f"sd {s['sd']:.4f} ({s['rel_sd']:.1%}); the largest change against {REFERENCE}: "
                     f"{s['largest_change']:+.1%}."]
 
 
