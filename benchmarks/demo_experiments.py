@@ -331,7 +331,8 @@ def main() -> None:
                 continue
             exp = slug(f"{name}-c{catalog}-s{seed}")
             fusions = {} if name == next(iter(ARMS)) else {"train.compare_fusions": []}  # CLIPER's arm only
-            run = {**overrides, **fusions, "demo.seed": catalog, "train.seed": seed}
+            # one train seed per experiment: the seeds are the benchmark's own axis, not train.repeat_seeds
+            run = {**overrides, **fusions, "demo.seed": catalog, "train.seed": seed, "train.repeat_seeds": []}
             rec = run_experiment(args.root, exp, run)
             users = rec.pop("per_user")
             check = per_user.setdefault(f"users-c{catalog}", users["user_id"].to_numpy())

@@ -164,10 +164,10 @@ def run_seeds(clone: Path, name: str, seeds: list[int]) -> dict[str, float]:
     """
     check_torch(clone, name)
     env, tests = path_env(clone, name), {}
-    for seed in seeds:
+    for seed in seeds:  # one run per seed: train.repeat_seeds off
         for stage in ("train", "evaluate"):
-            subprocess.run(["cliper", "run", stage, "-S", f"train.seed={seed}"], cwd=clone, env=env,
-                           check=True)
+            subprocess.run(["cliper", "run", stage, "-S", f"train.seed={seed}", "-S",
+                            "train.repeat_seeds=[]"], cwd=clone, env=env, check=True)
         tests[str(seed)] = read_run(clone)["test"]
     return tests
 

@@ -181,6 +181,7 @@ def run_arm(name: str, overrides: dict[str, Any], seed: int, work: Path) -> dict
         {
             **overrides,
             "train.seed": seed,
+            "train.repeat_seeds": [],  # one run per seed: the seeds are this benchmark's own axis
             "train.progress": False,
             "train.out_dir": str(folder / "model"),
             "train.reports_dir": str(folder / "reports"),

@@ -127,7 +127,7 @@ def test_seeds_retrain_in_the_path_s_environment_and_compare_with_the_readme_s_m
 
     def fake_run(cmd, cwd, env, check):  # noqa: ANN001, ANN202 - the stage writes its seed's figure
         calls.append((cmd, env["OMP_NUM_THREADS"], env.get("ONEDNN_MAX_CPU_ISA")))
-        seed = int(cmd[-1].split("=")[1])
+        seed = int(cmd[cmd.index("-S") + 1].split("=")[1])
         if cmd[2] == "evaluate":
             metrics = {"test": {"recall@20": seed / 1e4}}
             (cwd / "reports/evaluate/metrics.json").write_text(json.dumps(metrics))
@@ -138,7 +138,7 @@ def test_seeds_retrain_in_the_path_s_environment_and_compare_with_the_readme_s_m
     monkeypatch.setattr(dfp.subprocess, "run", fake_run)
     tests = dfp.run_seeds(clone, "AVX caps, 1 thread", [1000, 1100])
     assert tests == {"1000": 0.1, "1100": 0.11}
-    assert [c[0][2:] for c in calls] == [[stage, "-S", f"train.seed={seed}"]
+    assert [c[0][2:] for c in calls] == [[stage, "-S", f"train.seed={seed}", "-S", "train.repeat_seeds=[]"]
                                          for seed in (1000, 1100) for stage in ("train", "evaluate")]
     assert all(c[1:] == ("1", "AVX") for c in calls)
 
